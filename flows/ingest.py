@@ -1,0 +1,35 @@
+"""Ingest: landing/{dataset}/ds={ds}/ → lake/bronze/{dataset} + lake/rejects/{dataset}."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from datasets import get_dataset
+from flows.resources import current_run_id, lake_of
+from flows.settings import Settings
+from tasks.bronze import build_partition, relanded_changes, write_partition
+from tasks.landing import fetch_partition
+from tasks.ledger import last_succeeded, ledger_stage
+
+
+@flow(name="ingest", flow_run_name="ingest-{dataset}-{ds}")
+def ingest(dataset: str, ds: str, settings: Settings | None = None) -> dict:
+    """Parse every landed file of the day, stamp lineage, replace the day in bronze."""
+    settings = settings or Settings()
+    spec, lake, run_id = get_dataset(dataset), lake_of(settings), current_run_id()
+    with ledger_stage(lake, dataset, ds, "ingest", run_id) as entry:
+        previous = last_succeeded(lake, dataset, ds, "ingest")
+        contents, markers = fetch_partition(
+            settings.landing_uri, dataset, ds, settings.storage_options
+        )
+        batch = build_partition(contents, dataset, spec.columns, ds, run_id)
+        entry.files = batch.files
+        entry.rows_in = batch.landed_rows
+        entry.rows_out = batch.bronze.num_rows
+        entry.rows_diverted = batch.rejects.num_rows
+        changes = relanded_changes(previous and previous["files"], batch.files)
+        if changes:
+            get_run_logger().warning("ds=%s was re-landed with different files: %s", ds, changes)
+        entry.details = {"relanded": changes, "markers_skipped": markers}
+        entry.delta_versions = write_partition(lake, dataset, ds, batch, run_id)
+    return {"landed": entry.rows_in, "bronze": entry.rows_out, "rejects": entry.rows_diverted}

@@ -1,0 +1,139 @@
+"""Turning parsed landed files into the bronze and rejects slices of one partition."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from tasks import step
+from tasks.lake import Lake
+from tasks.landing import FileContent
+from tasks.parsing import parse_file
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def bronze_schema(columns: Sequence[str]) -> pa.Schema:
+    """Every landed column as text, then lineage, row issues and unexpected columns."""
+    return pa.schema(
+        [(name, pa.string()) for name in columns]
+        + [
+            ("_row_id", pa.string()),
+            ("_source", pa.string()),
+            ("_line", pa.int64()),
+            ("_ingested_at", TIMESTAMP),
+            ("_run_id", pa.string()),
+            ("_issues", pa.string()),
+            ("_extra", pa.string()),
+            ("ds", pa.string()),
+        ]
+    )
+
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("_row_id", pa.string()),
+        ("_source", pa.string()),
+        ("_line", pa.int64()),
+        ("raw_text", pa.string()),
+        ("error", pa.string()),
+        ("_ingested_at", TIMESTAMP),
+        ("_run_id", pa.string()),
+        ("ds", pa.string()),
+    ]
+)
+
+
+def row_id(dataset: str, ds: str, name: str, line: int | str | None) -> str:
+    """Deterministic id of the record at `line` of file `name` of a partition."""
+    key = f"{dataset}\x1f{ds}\x1f{name}\x1f{line}".encode()
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """A partition's landed content, split: bronze rows, rejects, and what was read."""
+
+    bronze: pa.Table
+    rejects: pa.Table
+    files: list[dict]
+
+    @property
+    def landed_rows(self) -> int:
+        return self.bronze.num_rows + self.rejects.num_rows
+
+
+@step
+def build_partition(
+    contents: Sequence[FileContent], dataset: str, columns: Sequence[str], ds: str, run_id: str
+) -> PartitionBatch:
+    """Parse every file of partition `ds` and stamp lineage on each row and reject."""
+    now = datetime.now(UTC)
+    bronze: dict[str, list] = {name: [] for name in bronze_schema(columns).names}
+    rejects: dict[str, list] = {name: [] for name in REJECTS_SCHEMA.names}
+    files = []
+    for content in contents:
+        parsed = parse_file(content.file.name, content.data, columns)
+        files.append(
+            content.receipt()
+            | {
+                "records": len(parsed.records),
+                "rejects": len(parsed.rejects),
+                "notes": parsed.notes,
+            }
+        )
+        for record in parsed.records:
+            for name in columns:
+                bronze[name].append(record.values.get(name))
+            bronze["_row_id"].append(row_id(dataset, ds, content.file.name, record.line))
+            bronze["_source"].append(content.file.uri)
+            bronze["_line"].append(record.line)
+            bronze["_issues"].append("; ".join(record.issues) or None)
+            extra = json.dumps(record.extra, sort_keys=True) if record.extra else None
+            bronze["_extra"].append(extra)
+        for index, reject in enumerate(parsed.rejects):
+            key = reject.line if reject.line is not None else f"file-{index}"
+            rejects["_row_id"].append(row_id(dataset, ds, content.file.name, key))
+            rejects["_source"].append(content.file.uri)
+            rejects["_line"].append(reject.line)
+            rejects["raw_text"].append(reject.raw_text)
+            rejects["error"].append(reject.error)
+    for table in (bronze, rejects):
+        count = len(table["_row_id"])
+        table["_ingested_at"] = [now] * count
+        table["_run_id"] = [run_id] * count
+        table["ds"] = [ds] * count
+    return PartitionBatch(
+        bronze=pa.Table.from_pydict(bronze, schema=bronze_schema(columns)),
+        rejects=pa.Table.from_pydict(rejects, schema=REJECTS_SCHEMA),
+        files=files,
+    )
+
+
+def relanded_changes(previous: Sequence[dict] | None, current: Sequence[dict]) -> dict[str, list]:
+    """Files added, removed or changed (by checksum) since the previous ingest of a day."""
+    if not previous:
+        return {}
+    before = {entry["path"]: entry["sha256"] for entry in previous}
+    after = {entry["path"]: entry["sha256"] for entry in current}
+    changes = {
+        "added": sorted(set(after) - set(before)),
+        "removed": sorted(set(before) - set(after)),
+        "changed": sorted(p for p in after if p in before and after[p] != before[p]),
+    }
+    return {kind: paths for kind, paths in changes.items() if paths}
+
+
+@step(retries=2)
+def write_partition(lake: Lake, dataset: str, ds: str, batch: PartitionBatch, run_id: str) -> dict:
+    """Replace the day's rejects, then its bronze rows; returns the Delta versions written."""
+    where = {"ds": ds}
+    return {
+        "rejects": lake.replace_slice("rejects", dataset, batch.rejects, where, run_id=run_id),
+        "bronze": lake.replace_slice("bronze", dataset, batch.bronze, where, run_id=run_id),
+    }

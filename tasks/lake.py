@@ -1,0 +1,201 @@
+"""Delta Lake IO: a `Lake` names the tables and writes slices atomically and idempotently."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from tasks import step
+
+PER_DATASET_TABLES = ("bronze", "rejects", "silver", "quarantine", "predictions")
+SHARED_TABLES = ("metrics", "ledger")
+RUN_ID_KEY = "tidewater.run_id"
+TXN_KEY = "tidewater.txn"
+
+_SLICE_VALUE = re.compile(r"^[A-Za-z0-9_.:+\-]{1,128}$")
+
+
+class SliceWriteError(RuntimeError):
+    """A slice could not be committed after every retry."""
+
+
+@dataclass(frozen=True)
+class Lake:
+    """The lake's tables under one root URI (local folder or `s3://...`).
+
+    Per-dataset tables live at `{root}/{table}/{dataset}`; `metrics` and `ledger` are one
+    table each for all datasets at `{root}/{table}`.
+    """
+
+    root: str
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+    commit_attempts: int = 8
+
+    def uri(self, table: str, dataset: str | None = None) -> str:
+        root = self.root.rstrip("/")
+        if table in SHARED_TABLES:
+            return f"{root}/{table}"
+        if table not in PER_DATASET_TABLES:
+            raise ValueError(f"unknown lake table {table!r}")
+        if not dataset:
+            raise ValueError(f"table {table!r} is per dataset: name the dataset")
+        return f"{root}/{table}/{dataset}"
+
+    def _options(self) -> dict[str, str] | None:
+        return dict(self.storage_options) or None
+
+    def table(self, table: str, dataset: str | None = None, version: int | None = None):
+        """The Delta table, or None when it was never written."""
+        try:
+            return DeltaTable(
+                self.uri(table, dataset), version=version, storage_options=self._options()
+            )
+        except TableNotFoundError:
+            return None
+
+    def version(self, table: str, dataset: str | None = None) -> int | None:
+        dt = self.table(table, dataset)
+        return None if dt is None else dt.version()
+
+    def read(
+        self,
+        table: str,
+        dataset: str | None = None,
+        where: Mapping[str, str] | None = None,
+        columns: Sequence[str] | None = None,
+        version: int | None = None,
+    ) -> pa.Table:
+        """Rows of `table` whose columns equal `where` (partition pruning on `ds`)."""
+        dt = self.table(table, dataset, version)
+        if dt is None:
+            return pa.table({})
+        filters = [(name, "=", _checked(value)) for name, value in (where or {}).items()]
+        return dt.to_pyarrow_table(
+            filters=filters or None, columns=list(columns) if columns else None
+        )
+
+    def replace_slice(
+        self,
+        table: str,
+        dataset: str | None,
+        data: pa.Table,
+        slice_: Mapping[str, str],
+        *,
+        run_id: str,
+        partition_by: Sequence[str] = ("ds",),
+    ) -> int:
+        """Replace exactly the rows matching `slice_` by `data` in one atomic commit.
+
+        Every row of `data` must belong to the slice. Concurrent writers of the same slice
+        are retried until one commit wins per attempt; the table converges to one copy of
+        the slice. Returns the table version holding the slice.
+        """
+        for name, value in slice_.items():
+            column = data.column(name)
+            if len(column) and not pc.all(pc.equal(column, value)).as_py():
+                raise ValueError(f"rows outside the slice {name}={value!r} in {table}")
+        predicate = " AND ".join(f"{name} = '{_checked(v)}'" for name, v in slice_.items())
+        slice_key = ",".join(f"{k}={v}" for k, v in slice_.items())
+        return self._commit(
+            table,
+            dataset,
+            data,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=partition_by,
+            app_id=f"tidewater:{table}:{dataset or ''}:{slice_key}",
+            metadata={RUN_ID_KEY: run_id, "tidewater.slice": slice_key},
+        )
+
+    def append(
+        self,
+        table: str,
+        dataset: str | None,
+        data: pa.Table,
+        *,
+        run_id: str,
+        partition_by: Sequence[str] = (),
+    ) -> int:
+        """Append rows in one commit (for the ledger: history, never rewritten)."""
+        return self._commit(
+            table,
+            dataset,
+            data,
+            mode="append",
+            predicate=None,
+            partition_by=partition_by,
+            app_id=f"tidewater:{table}:{dataset or ''}:append:{run_id}",
+            metadata={RUN_ID_KEY: run_id},
+        )
+
+    def _commit(self, table, dataset, data, *, mode, predicate, partition_by, app_id, metadata):
+        uri = self.uri(table, dataset)
+        last_error: Exception | None = None
+        for attempt in range(self.commit_attempts):
+            txn_version = time.time_ns() // 1000
+            properties = CommitProperties(
+                custom_metadata={**metadata, TXN_KEY: str(txn_version)},
+                app_transactions=[Transaction(app_id=app_id, version=txn_version)],
+            )
+            try:
+                write_deltalake(
+                    uri,
+                    data,
+                    mode=mode,
+                    predicate=predicate,
+                    partition_by=list(partition_by) or None,
+                    storage_options=self._options(),
+                    commit_properties=properties,
+                )
+                return self._landed_version(table, dataset, app_id, txn_version)
+            except (CommitFailedError, DeltaError, OSError) as error:
+                # A commit can report an error although it landed: reconcile via the log.
+                landed = self._landed_version(table, dataset, app_id, txn_version)
+                if landed is not None:
+                    return landed
+                last_error = error
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise SliceWriteError(
+            f"could not commit to {uri} after {self.commit_attempts} attempts"
+        ) from last_error
+
+    def _landed_version(self, table, dataset, app_id, txn_version) -> int | None:
+        """The version of the commit carrying our transaction, if it landed."""
+        dt = self.table(table, dataset)
+        if dt is None or dt.transaction_version(app_id) != txn_version:
+            return None
+        for entry in dt.history(limit=64):
+            if entry.get(TXN_KEY) == str(txn_version):
+                return int(entry["version"])
+        return None
+
+    def commit_metadata(self, table: str, dataset: str | None, version: int) -> dict:
+        """The custom metadata recorded with commit `version` (e.g. the flow run id)."""
+        dt = self.table(table, dataset)
+        if dt is None:
+            return {}
+        for entry in dt.history():
+            if int(entry.get("version", -1)) == version:
+                return entry
+        return {}
+
+
+def _checked(value: str) -> str:
+    """A slice value safe to put in a Delta predicate (dates, versions, names)."""
+    if not isinstance(value, str) or not _SLICE_VALUE.match(value):
+        raise ValueError(f"invalid slice value {value!r}")
+    return value
+
+
+@step(retries=2)
+def read_slice(lake: Lake, table: str, dataset: str | None, ds: str) -> pd.DataFrame:
+    """One day of a table as a DataFrame (empty when the table does not exist yet)."""
+    return lake.read(table, dataset, where={"ds": ds}).to_pandas()

@@ -1,0 +1,80 @@
+"""The landing zone: which files landed for a partition, and their bytes, through fsspec."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import fsspec
+
+from tasks import step
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One file of a landing partition. `name` is its path relative to the partition."""
+
+    uri: str
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileContent:
+    file: LandedFile
+    data: bytes
+    checksum: str
+
+    def receipt(self) -> dict:
+        """What the ledger records of a file read."""
+        return {"path": self.file.uri, "size": len(self.data), "sha256": self.checksum}
+
+
+def partition_uri(landing_uri: str, dataset: str, ds: str) -> str:
+    return f"{landing_uri.rstrip('/')}/{dataset}/ds={ds}"
+
+
+def is_marker(name: str) -> bool:
+    """Hidden and marker files (`.foo`, `_SUCCESS`) are not data, by the usual convention."""
+    return any(part.startswith((".", "_")) for part in name.split("/"))
+
+
+def list_landed_files(
+    landing_uri: str, dataset: str, ds: str, storage_options: Mapping[str, str] | None = None
+) -> tuple[list[LandedFile], list[str]]:
+    """Data files under `landing/{dataset}/ds={ds}/` (recursively, sorted by name), and
+    the marker files skipped. Raises FileNotFoundError when the partition has no data file."""
+    root = partition_uri(landing_uri, dataset, ds)
+    fs, path = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
+    if not fs.isdir(path):
+        raise FileNotFoundError(f"nothing landed for {dataset} ds={ds}: {root} does not exist")
+    files, markers = [], []
+    for full_path, info in sorted(fs.find(path, detail=True).items()):
+        name = full_path[len(path.rstrip("/")) + 1 :]
+        if is_marker(name):
+            markers.append(name)
+            continue
+        uri = f"{root}/{name}"
+        files.append(LandedFile(uri=uri, name=name, size=int(info.get("size") or 0)))
+    if not files:
+        raise FileNotFoundError(f"nothing landed for {dataset} ds={ds}: {root} holds no data file")
+    return files, markers
+
+
+def read_landed_file(
+    file: LandedFile, storage_options: Mapping[str, str] | None = None
+) -> FileContent:
+    """The file's bytes, exactly as landed (no decompression), with their SHA-256."""
+    with fsspec.open(file.uri, "rb", **dict(storage_options or {})) as handle:
+        data = handle.read()
+    return FileContent(file=file, data=data, checksum=hashlib.sha256(data).hexdigest())
+
+
+@step(retries=2)
+def fetch_partition(
+    landing_uri: str, dataset: str, ds: str, storage_options: Mapping[str, str] | None = None
+) -> tuple[list[FileContent], list[str]]:
+    """Every data file of a landing partition, read, and the marker files skipped."""
+    files, markers = list_landed_files(landing_uri, dataset, ds, storage_options)
+    return [read_landed_file(file, storage_options) for file in files], markers

@@ -1,0 +1,243 @@
+"""Parsing landed bytes into records of strings, keeping every line it cannot parse.
+
+Each format yields `ParsedFile`: records (one dict of column → string per row, with the
+physical line or row number it came from) and rejects (the raw text of each line that
+could not be read as a row, and why). Typing is validation's job, not parsing's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMATS = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+
+
+@dataclass
+class Record:
+    line: int
+    values: dict[str, str | None]
+    issues: list[str] = field(default_factory=list)
+    extra: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int | None
+    raw_text: str | None
+    error: str
+
+
+@dataclass
+class ParsedFile:
+    records: list[Record] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def file_format(name: str) -> str | None:
+    lowered = name.lower()
+    for suffix, fmt in sorted(FORMATS.items(), key=lambda item: -len(item[0])):
+        if lowered.endswith(suffix):
+            return fmt
+    return None
+
+
+def parse_file(name: str, data: bytes, columns: Sequence[str]) -> ParsedFile:
+    """Records and rejects of one landed file named `name` (its suffix picks the format)."""
+    fmt = file_format(name)
+    if fmt is None:
+        return ParsedFile(
+            rejects=[Reject(None, None, f"unsupported file type {name!r}")],
+            notes=["unsupported file type"],
+        )
+    notes: list[str] = []
+    if name.lower().endswith(".gz"):
+        data, truncated = gunzip(data)
+        if truncated:
+            notes.append(truncated)
+    if not data.strip():
+        parsed = ParsedFile(notes=["empty file"])
+    elif fmt == "csv":
+        parsed = parse_csv(data, columns, delimiter="\t" if name.lower().endswith(".tsv") else ",")
+    elif fmt == "jsonl":
+        parsed = parse_jsonl(data, columns)
+    else:
+        parsed = parse_parquet(data, columns)
+    parsed.notes = notes + parsed.notes
+    if notes and notes[0].startswith("truncated"):
+        parsed.rejects.append(Reject(None, None, notes[0]))
+    return parsed
+
+
+def gunzip(data: bytes) -> tuple[bytes, str | None]:
+    """Decompressed bytes (all members) and a note if the stream is cut short or corrupt."""
+    out, rest = [], data
+    while rest:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out.append(decompressor.decompress(rest))
+        except zlib.error as error:
+            return b"".join(out), f"truncated gzip stream: corrupt data ({error})"
+        if not decompressor.eof:
+            return b"".join(out), f"truncated gzip stream after {len(data)} compressed bytes"
+        rest = decompressor.unused_data
+    return b"".join(out), None
+
+
+def _decoded_lines(data: bytes) -> Iterator[tuple[int, str | None, bytes]]:
+    """(line number, text or None when not UTF-8, raw bytes) for each physical line."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            yield number, raw.decode("utf-8"), raw
+        except UnicodeDecodeError:
+            yield number, None, raw
+
+
+def _raw_text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _header_problem(names: Sequence[str]) -> str | None:
+    if any(not name for name in names):
+        return "header has an empty column name"
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        return f"header repeats columns {duplicates}"
+    return None
+
+
+def _missing_issue(missing: Sequence[str]) -> list[str]:
+    return [f"missing column {name}" for name in missing]
+
+
+def parse_csv(data: bytes, columns: Sequence[str], delimiter: str = ",") -> ParsedFile:
+    """Comma-separated text with a header row; each line is one record (no quoted newlines)."""
+    parsed = ParsedFile()
+    header: list[str] | None = None
+    missing: list[str] = []
+    header_problem: str | None = None
+    for number, text, raw in _decoded_lines(data):
+        if text is None:
+            parsed.rejects.append(Reject(number, _raw_text(raw), "line is not valid UTF-8"))
+            continue
+        if not text.strip():
+            continue
+        try:
+            fields = _split_csv_line(text, delimiter)
+        except csv.Error as error:
+            parsed.rejects.append(Reject(number, text, f"malformed CSV line: {error}"))
+            continue
+        if header is None:
+            header = [name.strip() for name in fields]
+            header_problem = _header_problem(header)
+            missing = [name for name in columns if name not in header]
+            if missing:
+                parsed.notes.append(f"missing columns {missing}")
+            extra = [name for name in header if name not in columns]
+            if extra:
+                parsed.notes.append(f"extra columns {extra}")
+            continue
+        if header_problem:
+            parsed.rejects.append(Reject(number, text, f"unusable header: {header_problem}"))
+        elif len(fields) != len(header):
+            parsed.rejects.append(
+                Reject(number, text, f"expected {len(header)} fields, found {len(fields)}")
+            )
+        else:
+            parsed.records.append(
+                _record(number, dict(zip(header, fields, strict=True)), columns, missing)
+            )
+    return parsed
+
+
+def _split_csv_line(text: str, delimiter: str) -> list[str]:
+    if '"' not in text:
+        return text.split(delimiter)
+    rows = list(csv.reader([text], delimiter=delimiter, strict=True))
+    return rows[0] if rows else []
+
+
+def _record(
+    line: int, row: dict[str, str | None], columns: Sequence[str], missing: Sequence[str]
+) -> Record:
+    values = {name: row.get(name) for name in columns}
+    extra = {name: value for name, value in row.items() if name not in values}
+    return Record(line=line, values=values, issues=_missing_issue(missing), extra=extra)
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def parse_jsonl(data: bytes, columns: Sequence[str]) -> ParsedFile:
+    """One JSON object per line; absent keys are missing columns of that record."""
+    parsed = ParsedFile()
+    for number, text, raw in _decoded_lines(data):
+        if text is None:
+            parsed.rejects.append(Reject(number, _raw_text(raw), "line is not valid UTF-8"))
+            continue
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as error:
+            parsed.rejects.append(Reject(number, text, f"malformed JSON line: {error.msg}"))
+            continue
+        if not isinstance(obj, dict):
+            parsed.rejects.append(Reject(number, text, "JSON line is not an object"))
+            continue
+        row = {str(key): _as_text(value) for key, value in obj.items()}
+        missing = [name for name in columns if name not in row]
+        parsed.records.append(_record(number, row, columns, missing))
+    return parsed
+
+
+def parse_parquet(data: bytes, columns: Sequence[str]) -> ParsedFile:
+    """A Parquet file; every column is read back as text. A corrupt file is one reject."""
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as error:
+        return ParsedFile(rejects=[Reject(None, None, f"unreadable Parquet file: {error}")])
+    texts = {}
+    for name in table.column_names:
+        column = table.column(name)
+        try:
+            texts[name] = column.cast(pa.string()).to_pylist()
+        except (pa.ArrowException, NotImplementedError):
+            texts[name] = [_as_text(value) for value in column.to_pylist()]
+    missing = [name for name in columns if name not in texts]
+    parsed = ParsedFile(notes=[f"missing columns {missing}"] if missing else [])
+    names = list(texts)
+    for index, values in enumerate(zip(*texts.values(), strict=True) if names else []):
+        parsed.records.append(
+            _record(index + 1, dict(zip(names, values, strict=True)), columns, missing)
+        )
+    return parsed

@@ -1,0 +1,171 @@
+"""Validation: bronze text rows → typed silver rows, or quarantined rows with failed checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pandera
+import pyarrow as pa
+
+from datasets import Dataset
+from tasks import step
+from tasks.bronze import TIMESTAMP
+from tasks.lake import Lake
+
+LINEAGE = ["_row_id", "_source", "_line", "_ingested_at", "ds"]
+
+
+class QuarantineLimitExceeded(RuntimeError):
+    """More rows failed validation than the configured maximum fraction allows."""
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    silver: pd.DataFrame
+    quarantine: pd.DataFrame
+
+    @property
+    def quarantine_fraction(self) -> float:
+        total = len(self.silver) + len(self.quarantine)
+        return len(self.quarantine) / total if total else 0.0
+
+    def failed_checks(self) -> dict[str, int]:
+        """How many quarantined rows failed each check."""
+        counts: dict[str, int] = {}
+        for checks in self.quarantine["_failed_checks"]:
+            for check in checks:
+                counts[check] = counts.get(check, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _kind(dtype: object) -> str:
+    name = str(dtype).lower()
+    if "int" in name:
+        return "integer"
+    if "float" in name:
+        return "float"
+    if "bool" in name:
+        return "boolean"
+    return "string"
+
+
+def type_columns(bronze: pd.DataFrame, dataset: Dataset) -> tuple[pd.DataFrame, pd.Series]:
+    """Bronze text columns typed as the schema says, and per row the casts that failed.
+
+    Values are stripped; the dataset's missing tokens become null.
+    """
+    schema = dataset.schema.to_schema()
+    missing_tokens = list(dataset.extra.get("missing_values", ("",)))
+    typed = {}
+    failures = pd.Series([[] for _ in range(len(bronze))], index=bronze.index, dtype=object)
+    for name in dataset.columns:
+        text = bronze[name].astype("string").str.strip()
+        text = text.mask(text.isin(missing_tokens))
+        kind = _kind(schema.columns[name].dtype)
+        if kind == "string":
+            typed[name] = text
+            continue
+        if kind == "boolean":
+            lowered = text.str.lower()
+            values = lowered.map({"true": True, "false": False, "1": True, "0": False})
+            values = values.astype("boolean")
+        else:
+            numbers = pd.to_numeric(text, errors="coerce")
+            if kind == "integer":
+                integral = numbers.notna() & np.isfinite(numbers) & (numbers == np.round(numbers))
+                numbers = numbers.where(integral)
+                values = numbers.astype("Int64")
+            else:
+                values = numbers.astype("Float64")
+        bad = text.notna() & values.isna()
+        for index in bronze.index[bad.to_numpy()]:
+            failures.at[index] = failures.at[index] + [f"{name}: not a valid {kind}"]
+        typed[name] = values
+    return pd.DataFrame(typed, index=bronze.index), failures
+
+
+@step
+def split_valid_rows(bronze: pd.DataFrame, dataset: Dataset) -> ValidationSplit:
+    """Valid rows (typed) and failing rows (as landed, with every check they failed)."""
+    bronze = bronze.set_index("_row_id", drop=False)
+    typed, failures = type_columns(bronze, dataset)
+    issues = bronze["_issues"].dropna() if "_issues" in bronze else pd.Series(dtype=object)
+    for index, text in issues.items():
+        failures.at[index] = failures.at[index] + [f"file: {part}" for part in text.split("; ")]
+    try:
+        dataset.schema.validate(typed, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        unplaced = cases[cases["index"].isna()]
+        if not unplaced.empty:
+            summary = "; ".join(f"{c.column}: {c.check}" for c in unplaced.itertuples())
+            raise ValueError(f"{dataset.name} schema failed as a whole: {summary}") from errors
+        for case in cases.itertuples():
+            failures.at[case.index] = failures.at[case.index] + [f"{case.column}: {case.check}"]
+    failed = failures.map(bool).to_numpy()
+    silver = typed[~failed].copy()
+    for name in LINEAGE:
+        silver[name] = bronze.loc[~failed, name]
+    quarantine = bronze[failed].copy()
+    quarantine["_failed_checks"] = failures[failed].map(lambda checks: sorted(set(checks)))
+    return ValidationSplit(
+        silver=silver.reset_index(drop=True), quarantine=quarantine.reset_index(drop=True)
+    )
+
+
+def check_quarantine_limit(split: ValidationSplit, dataset: str, ds: str, limit: float) -> None:
+    """Fail with a clear message when too many rows were quarantined."""
+    if split.quarantine_fraction > limit:
+        top = ", ".join(f"{check} ({n})" for check, n in list(split.failed_checks().items())[:5])
+        raise QuarantineLimitExceeded(
+            f"{dataset} ds={ds}: {len(split.quarantine)} of "
+            f"{len(split.silver) + len(split.quarantine)} rows quarantined "
+            f"({split.quarantine_fraction:.1%} > limit {limit:.1%}); most failed checks: {top}"
+        )
+
+
+_ARROW_TYPES = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_()}
+
+
+def silver_schema(dataset: Dataset) -> pa.Schema:
+    """Typed dataset columns, then lineage."""
+    columns = dataset.schema.to_schema().columns
+    typed = [
+        (name, _ARROW_TYPES.get(_kind(columns[name].dtype), pa.string()))
+        for name in dataset.columns
+    ]
+    lineage = [
+        ("_row_id", pa.string()),
+        ("_source", pa.string()),
+        ("_line", pa.int64()),
+        ("_ingested_at", TIMESTAMP),
+        ("ds", pa.string()),
+        ("_run_id", pa.string()),
+    ]
+    return pa.schema(typed + lineage)
+
+
+def quarantine_schema(bronze: pa.Schema) -> pa.Schema:
+    return bronze.append(pa.field("_failed_checks", pa.list_(pa.string())))
+
+
+@step(retries=2)
+def write_validated(
+    lake: Lake, dataset: Dataset, ds: str, split: ValidationSplit, bronze: pa.Schema, run_id: str
+) -> dict:
+    """Replace the day's quarantine, then its silver rows; returns the Delta versions written."""
+    silver = split.silver.assign(_run_id=run_id)
+    quarantine = split.quarantine.assign(_run_id=run_id)
+    where = {"ds": ds}
+    silver_table = pa.Table.from_pandas(silver, schema=silver_schema(dataset), preserve_index=False)
+    quarantine_table = pa.Table.from_pandas(
+        quarantine, schema=quarantine_schema(bronze), preserve_index=False
+    )
+    return {
+        "quarantine": lake.replace_slice(
+            "quarantine", dataset.name, quarantine_table, where, run_id=run_id
+        ),
+        "silver": lake.replace_slice("silver", dataset.name, silver_table, where, run_id=run_id),
+    }
