@@ -54,9 +54,8 @@ class Dataset:
 
     - `columns`: the columns a landed file must carry, in landing order.
     - `schema`: the pandera model silver rows satisfy (typed, checked).
-    - `land`: writes daily landing partitions of the real data
-      (`land(landing_uri, start, days, drift_from=..., bad_files=..., seed=..., storage_options=...)`),
-      returning the URIs written.
+    - `land`: writes daily landing partitions of the real data, returning the URIs written:
+      `land(landing_uri, start, days, drift_from=, bad_files=, seed=, storage_options=)`.
     - `synthesize`: `synthesize(n_rows, drift=0.0, seed=0) -> DataFrame` with `columns`,
       typed as silver, at any size; `drift` in [0, 1] moves the population.
     - `derive_protected`: adds derived protected columns (e.g. `age_band`) to a typed frame.

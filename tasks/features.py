@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kernels import build_lookup, encode
+from kernels.encode import build_lookup, encode
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -128,3 +129,35 @@ def ledger_stage(lake: Lake, dataset: str, ds: str, stage: str, run_id: str):
         record_ledger(lake, entry)
         raise
     record_ledger(lake, entry)
+
+
+def _stage_value(stages: dict[str, dict], name: str, column: str) -> Any:
+    row = stages.get(name)
+    return None if row is None or pd.isna(row[column]) else row[column]
+
+
+def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
+    """Per day of `dataset`: row counts and the latest status of each stage, the champion's
+    verdict and report, as the ledger records them."""
+    latest = latest_runs(lake, dataset)
+    days = []
+    for ds, runs in latest.groupby("ds", sort=True):
+        stage = {row["stage"]: row for row in runs.to_dict("records")}
+        value = partial(_stage_value, stage)
+        days.append(
+            {
+                "ds": ds,
+                "landed": value("ingest", "rows_in"),
+                "bronze": value("ingest", "rows_out"),
+                "rejected": value("ingest", "rows_diverted"),
+                "silver": value("validate", "rows_out"),
+                "quarantined": value("validate", "rows_diverted"),
+                "scored": value("score", "rows_out"),
+                "model": value("score", "model_version"),
+                "verdict": value("monitor", "verdict"),
+                "report": value("monitor", "report"),
+                "stages": {name: stage[name]["status"] for name in STAGES if name in stage},
+                "errors": {n: r["error"] for n, r in stage.items() if r["status"] == "failed"},
+            }
+        )
+    return days

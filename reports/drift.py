@@ -1,0 +1,110 @@
+"""Evidently data-drift report over a model's features and score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from reports.parse import parse_drift_snapshot
+from reports.result import DriftResult
+
+MISSING = "(missing)"
+"""The category a missing categorical value is reported as, so missingness can drift too."""
+
+
+def build_drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    score_column: str | None = "score",
+    drift_share: float = 0.5,
+    max_rows: int | None = 100_000,
+    seed: int = 0,
+) -> DriftResult:
+    """Drift of `numeric`, `categorical` and the numeric `score_column` from reference to current.
+
+    Evidently picks each column's stattest and threshold. Each side is sampled down to at most
+    `max_rows` rows (seeded). Missing categorical values count as the category `MISSING`;
+    missing numeric values are left out of that column's test (evidently drops them).
+    `drift_share` is the share of drifted columns at which evidently declares dataset drift.
+    """
+    # evidently takes ~5 s to import; only callers that build reports should pay for it.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    numerical_columns = _numeric_columns(numeric, categorical, score_column)
+    categorical_columns = list(dict.fromkeys(categorical))
+    columns = numerical_columns + categorical_columns
+    if not columns:
+        raise ValueError("no columns to report drift on")
+    ref = _prepare(reference, "reference", numerical_columns, categorical_columns, max_rows, seed)
+    cur = _prepare(current, "current", numerical_columns, categorical_columns, max_rows, seed)
+
+    definition = DataDefinition(
+        numerical_columns=numerical_columns, categorical_columns=categorical_columns
+    )
+    report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
+    snapshot = report.run(
+        current_data=Dataset.from_pandas(cur, data_definition=definition),
+        reference_data=Dataset.from_pandas(ref, data_definition=definition),
+    )
+    parsed = parse_drift_snapshot(snapshot.dict())
+    order = {name: i for i, name in enumerate(columns)}
+    return DriftResult(
+        columns=tuple(sorted(parsed.columns, key=lambda c: order[c.column])),
+        drifted_share=parsed.drifted_share,
+        dataset_drift=parsed.dataset_drift,
+        reference_rows=len(ref),
+        current_rows=len(cur),
+        snapshot=snapshot,
+    )
+
+
+def _numeric_columns(
+    numeric: Sequence[str], categorical: Sequence[str], score_column: str | None
+) -> list[str]:
+    columns = list(dict.fromkeys(numeric))
+    if score_column is not None and score_column not in columns:
+        columns.append(score_column)
+    both = set(columns) & set(categorical)
+    if both:
+        raise ValueError(f"columns both numeric and categorical: {sorted(both)}")
+    return columns
+
+
+def _prepare(
+    frame: pd.DataFrame,
+    side: str,
+    numeric: list[str],
+    categorical: list[str],
+    max_rows: int | None,
+    seed: int,
+) -> pd.DataFrame:
+    missing = [c for c in numeric + categorical if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{side} data lacks columns {missing}")
+    if frame.empty:
+        raise ValueError(f"{side} data has no rows")
+    if max_rows is not None and len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed)
+    prepared = {c: _as_float(frame[c], c, side) for c in numeric}
+    prepared |= {c: _as_category(frame[c]) for c in categorical}
+    return pd.DataFrame(prepared, index=pd.RangeIndex(len(frame)))
+
+
+def _as_float(values: pd.Series, column: str, side: str) -> np.ndarray:
+    # Nullable dtypes (Int64, Float64, boolean) carry pd.NA, which evidently's stattests
+    # cannot take; plain float64 with NaN they drop.
+    floats = pd.to_numeric(values).astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+    if np.isnan(floats).all():
+        raise ValueError(f"numeric column {column!r} has no values in the {side} data")
+    return floats
+
+
+def _as_category(values: pd.Series) -> np.ndarray:
+    labels = values.astype(object).where(values.notna(), MISSING)
+    return labels.map(str).to_numpy(dtype=object)
