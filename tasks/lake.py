@@ -74,10 +74,10 @@ class Lake:
         version: int | None = None,
     ) -> pa.Table:
         """Rows of `table` whose columns equal `where` (partition pruning on `ds`)."""
+        filters = [(name, "=", _checked(value)) for name, value in (where or {}).items()]
         dt = self.table(table, dataset, version)
         if dt is None:
             return pa.table({})
-        filters = [(name, "=", _checked(value)) for name, value in (where or {}).items()]
         return dt.to_pyarrow_table(
             filters=filters or None, columns=list(columns) if columns else None
         )

@@ -67,10 +67,18 @@ def parse_file(name: str, data: bytes, columns: Sequence[str]) -> ParsedFile:
             notes=["unsupported file type"],
         )
     notes: list[str] = []
+    cut_short: list[Reject] = []
     if name.lower().endswith(".gz"):
         data, truncated = gunzip(data)
         if truncated:
             notes.append(truncated)
+            cut_short.append(Reject(None, None, truncated))
+            # The bytes after the last newline are a row cut mid-value: never trust them.
+            end = data.rfind(b"\n") + 1
+            data, tail = data[:end], data[end:]
+            if tail.strip():
+                line = data.count(b"\n") + 1
+                cut_short.append(Reject(line, _raw_text(tail), "incomplete last line"))
     if not data.strip():
         parsed = ParsedFile(notes=["empty file"])
     elif fmt == "csv":
@@ -80,8 +88,7 @@ def parse_file(name: str, data: bytes, columns: Sequence[str]) -> ParsedFile:
     else:
         parsed = parse_parquet(data, columns)
     parsed.notes = notes + parsed.notes
-    if notes and notes[0].startswith("truncated"):
-        parsed.rejects.append(Reject(None, None, notes[0]))
+    parsed.rejects.extend(cut_short)
     return parsed
 
 

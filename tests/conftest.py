@@ -1,0 +1,64 @@
+"""Shared test harness: one real Prefect server and one Dask cluster of worker processes
+for the whole session, and a fresh TIDEWATER_HOME per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def gpu_present() -> bool:
+    from kernels import gpu_available
+
+    return gpu_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if any(item.get_closest_marker("gpu") for item in items) and not gpu_present():
+        skip = pytest.mark.skip(reason="needs a CUDA device (none visible)")
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> str:
+    """A real `prefect server` on loopback (SQLite), shared by every process of the session."""
+    from deployments.server import ensure_prefect_api, stop_server
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    configured = os.environ.get("PREFECT_API_URL")
+    api_url = ensure_prefect_api(home)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        yield api_url
+    if not configured:
+        stop_server(home)
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_api) -> str:
+    """A LocalCluster of two worker processes that know the Prefect API."""
+    from tasks.cluster import local_cluster
+
+    with local_cluster(workers=2, threads_per_worker=1) as address:
+        yield address
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "tidewater"
+
+
+@pytest.fixture
+def settings(home, dask_address):
+    from flows.settings import Settings
+
+    return Settings(home=home, dask_address=dask_address)

@@ -1,0 +1,185 @@
+"""The daily pipeline end to end on real components: a Prefect server, a Dask cluster of
+worker processes and Delta tables on disk. Each test reads like one invariant of DESIGN.md."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import date
+
+import fsspec
+import pandas as pd
+import pytest
+
+from datasets import adult, get_dataset
+from flows.pipeline import pipeline
+from flows.resources import lake_of, model_store_of
+from flows.settings import Settings
+from tasks.bronze import row_id
+from tasks.lake import RUN_ID_KEY
+from tasks.ledger import read_ledger
+
+pytestmark = pytest.mark.integration
+
+DATASET = "adult"
+CLEAN_DAYS = ["2024-01-01", "2024-01-02"]
+DRIFT_DAY = "2024-01-06"
+RUN_STAMPS = ["_run_id", "_ingested_at", "_scored_at"]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, dask_address) -> Settings:
+    settings = Settings(home=tmp_path_factory.mktemp("home"), dask_address=dask_address)
+    get_dataset(DATASET).land(
+        settings.landing_uri, date(2024, 1, 1), 8, drift_from=date.fromisoformat(DRIFT_DAY)
+    )
+    return settings
+
+
+@pytest.fixture(scope="module")
+def runs(settings) -> dict[str, dict]:
+    return {ds: pipeline(DATASET, ds, settings) for ds in [*CLEAN_DAYS, DRIFT_DAY]}
+
+
+def table(settings, name: str, ds: str, **where) -> pd.DataFrame:
+    frame = lake_of(settings).read(name, DATASET, where={"ds": ds, **where}).to_pandas()
+    return frame.sort_values("_row_id").reset_index(drop=True)
+
+
+def content(settings, name: str, ds: str) -> pd.DataFrame:
+    frame = table(settings, name, ds)
+    return frame.drop(columns=[c for c in RUN_STAMPS if c in frame])
+
+
+def test_every_landed_row_is_accounted_for(settings, runs):
+    for ds, run in runs.items():
+        ingest = read_ledger(lake_of(settings), DATASET, ds).query("stage == 'ingest'").iloc[-1]
+        records = sum(f["records"] + f["rejects"] for f in ingest["files"])
+        assert run["landed"] == records == run["bronze"] + run["rejects"]
+        assert run["bronze"] == len(table(settings, "bronze", ds))
+        assert run["bronze"] == run["silver"] + run["quarantine"]
+        assert run["silver"] == run["predictions"] == len(table(settings, "silver", ds))
+
+
+def test_malformed_lines_are_kept_in_rejects_with_their_text(settings, runs):
+    rejects = table(settings, "rejects", "2024-01-02")
+    assert len(rejects) == adult.MALFORMED_BAD_LINES
+    assert rejects["_source"].str.endswith(adult.MALFORMED_FILE).all()
+    assert rejects["raw_text"].notna().all() and rejects["error"].notna().all()
+
+
+def test_rows_carry_deterministic_lineage(settings, runs):
+    bronze = table(settings, "bronze", "2024-01-01")
+    names = bronze["_source"].str.rsplit("/", n=1).str[-1]
+    expected = [row_id(DATASET, "2024-01-01", n, line) for n, line in zip(names, bronze["_line"])]
+    assert bronze["_row_id"].tolist() == expected
+    assert bronze["_row_id"].is_unique
+    silver = table(settings, "silver", "2024-01-01")
+    assert set(silver["_row_id"]) <= set(bronze["_row_id"])
+
+
+def test_each_commit_carries_the_run_id_the_ledger_records(settings, runs):
+    lake = lake_of(settings)
+    ledger = read_ledger(lake, DATASET, "2024-01-01")
+    for stage, tables in {
+        "ingest": ["bronze", "rejects"],
+        "validate": ["silver", "quarantine"],
+    }.items():
+        entry = ledger[ledger["stage"] == stage].iloc[-1]
+        for name in tables:
+            version = entry["delta_versions"][name]
+            assert lake.commit_metadata(name, DATASET, version)[RUN_ID_KEY] == entry["run_id"]
+    assert (table(settings, "silver", "2024-01-01")["_run_id"] == entry["run_id"]).all()
+
+
+def test_the_model_records_the_silver_version_it_was_trained_on(settings, runs):
+    store = model_store_of(settings)
+    card = store.card(DATASET, store.alias(DATASET, "champion"))
+    pinned = lake_of(settings).read(
+        "silver",
+        DATASET,
+        where={"ds": card.trained_on["ds"][0]},
+        version=card.trained_on["version"],
+    )
+    assert pinned.num_rows == len(table(settings, "silver", card.trained_on["ds"][0]))
+    assert store.load(DATASET, card.version).card.checksum == card.checksum
+
+
+def test_planted_drift_is_flagged_on_its_day_only(settings, runs):
+    assert [runs[ds]["verdict"] for ds in CLEAN_DAYS] == ["ok", "ok"]
+    assert runs[DRIFT_DAY]["verdict"] != "ok"
+    metrics = lake_of(settings).read("metrics").to_pandas()
+    breached = metrics[metrics["breached"]].groupby("ds")["column"].apply(set)
+    assert {"age"} <= breached[DRIFT_DAY]
+    assert set(breached.index) == {DRIFT_DAY}
+    fs, _ = fsspec.core.url_to_fs(settings.reports_uri)
+    for ds in runs:
+        assert fs.exists(runs[ds]["report"])
+        assert fs.exists(runs[ds]["report"].replace(".html", ".json"))
+
+
+def test_running_a_day_again_gives_identical_tables(settings, runs):
+    ds = CLEAN_DAYS[0]
+    before = {name: content(settings, name, ds) for name in ("bronze", "silver", "predictions")}
+    pipeline(DATASET, ds, settings)
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(content(settings, name, ds), frame)
+
+
+def test_a_relanded_day_replaces_its_slice_entirely(settings, runs):
+    ds = CLEAN_DAYS[1]
+    folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
+    fs, path = fsspec.core.url_to_fs(folder)
+    fs.rm(path, recursive=True)
+    fresh = adult.load_adult().iloc[:500]
+    adult.write_landing_file(fresh, f"{folder}/relanded.csv", "csv")
+    run = pipeline(DATASET, ds, settings)
+    assert run["landed"] == run["bronze"] == run["silver"] == run["predictions"] == 500
+    assert table(settings, "rejects", ds).empty
+    assert table(settings, "bronze", ds)["_source"].str.endswith("relanded.csv").all()
+    ingest = read_ledger(lake_of(settings), DATASET, ds).query("stage == 'ingest'").iloc[-1]
+    assert ingest["details"]["relanded"]["added"] == [f"{folder}/relanded.csv"]
+    assert len(ingest["details"]["relanded"]["removed"]) == 2
+
+
+def test_bad_inputs_each_get_a_reject_or_a_quarantine_row(settings, runs):
+    ds = "2024-01-04"
+    folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
+    fs, path = fsspec.core.url_to_fs(folder)
+    fs.rm(path, recursive=True)
+    rows = adult.load_adult().iloc[1000:1100].reset_index(drop=True)
+    write = adult.write_landing_file
+    write(rows.iloc[:20], f"{folder}/good rows with spaces.csv", "csv")
+    write(rows.iloc[20:30], f"{folder}/part..1.csv", "csv")
+    write(rows.iloc[30:40].drop(columns=["income"]), f"{folder}/missing-column.csv", "csv")
+    write(rows.iloc[40:50].assign(comment="x"), f"{folder}/extra-column.csv", "csv")
+    wrong = rows.iloc[50:60].astype(object)
+    wrong.loc[50:52, "age"] = "forty"
+    write(wrong, f"{folder}/wrong-types.csv", "csv")
+    fs.pipe_file(f"{path}/empty.csv", b"")
+    fs.pipe_file(f"{path}/_SUCCESS", b"")
+    latin = fs.cat_file(f"{path}/good rows with spaces.csv").replace(
+        b"United-States", b"Espa\xf1a", 1
+    )
+    fs.pipe_file(f"{path}/latin1.csv", latin)
+    header, body = fs.cat_file(f"{path}/good rows with spaces.csv").split(b"\n", 1)
+    gz = gzip.compress(header + b"\n" + body * 50, mtime=0)
+    fs.pipe_file(f"{path}/truncated.csv.gz", gz[: len(gz) // 2])
+
+    run = pipeline(DATASET, ds, settings)
+
+    rejects = table(settings, "rejects", ds)
+    quarantine = table(settings, "quarantine", ds)
+    by_file = lambda frame: frame["_source"].str.rsplit("/", n=1).str[-1].value_counts()  # noqa: E731
+    assert by_file(rejects).to_dict() == {"latin1.csv": 1, "truncated.csv.gz": 2}
+    truncated = rejects[rejects["_source"].str.endswith("truncated.csv.gz")]
+    assert sorted(error.split()[0] for error in truncated["error"]) == ["incomplete", "truncated"]
+    assert "not valid UTF-8" in rejects.set_index("_line").loc[rejects["_line"].min(), "error"]
+    assert by_file(quarantine).to_dict() == {"missing-column.csv": 10, "wrong-types.csv": 3}
+    silver = by_file(table(settings, "silver", ds)).to_dict()
+    assert silver["good rows with spaces.csv"] == 20 and silver["part..1.csv"] == 10
+    assert silver["extra-column.csv"] == 10 and silver["latin1.csv"] == 19
+    extra = table(settings, "bronze", ds).dropna(subset=["_extra"])
+    assert len(extra) == 10 and extra["_extra"].str.contains('"comment"').all()
+    ingest = read_ledger(lake_of(settings), DATASET, ds).query("stage == 'ingest'").iloc[-1]
+    assert ingest["details"]["markers_skipped"] == ["_SUCCESS"]
+    assert run["landed"] == run["bronze"] + run["rejects"]

@@ -1,0 +1,102 @@
+"""Histogram kernel against NumPy, shard merging, and the drift statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kernels import category_edges, histogram, jensen_shannon, psi, quantile_edges
+
+
+def reference_histogram(X: np.ndarray, edges) -> np.ndarray:
+    n_slots = max(len(e) for e in edges) + 2
+    counts = np.zeros((X.shape[1], n_slots), np.int64)
+    for j, e in enumerate(edges):
+        col = X[:, j]
+        nan = np.isnan(col)
+        bins = np.searchsorted(np.asarray(e, np.float32), col[~nan], side="right")
+        counts[j, : len(e) + 1] = np.bincount(bins, minlength=len(e) + 1)
+        counts[j, -1] = nan.sum()
+    return counts
+
+
+def _data(seed: int, n_rows: int, n_features: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_rows, n_features)).astype(np.float32)
+    X[:, 0] = rng.integers(0, 4, n_rows)  # a categorical code column
+    X[rng.random(X.shape) < 0.15] = np.nan
+    X[rng.random(X.shape) < 0.01] = np.inf
+    return X
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_rows=st.integers(0, 3000),
+    n_features=st.integers(1, 8),
+    n_bins=st.integers(1, 40),
+)
+def test_matches_numpy(device: str, seed: int, n_rows: int, n_features: int, n_bins: int) -> None:
+    X = _data(seed, n_rows, n_features)
+    ref_X = _data(seed + 1, 500, n_features)
+    edges = [category_edges(4), *quantile_edges(ref_X[:, 1:], n_bins)]
+    Xd = X
+    if device == "gpu":
+        import cupy
+
+        Xd = cupy.asarray(X)
+    counts = histogram(Xd, edges, device=device)
+    assert counts.dtype == np.int64
+    np.testing.assert_array_equal(counts, reference_histogram(X, edges))
+    assert (counts.sum(axis=1) == n_rows).all()
+
+
+def test_shards_add_up(device: str) -> None:
+    X = _data(3, 10_000, 5)
+    edges = quantile_edges(X, 16)
+    whole = histogram(X, edges, device=device)
+    parts = sum(histogram(X[a : a + 2500], edges, device=device) for a in range(0, 10_000, 2500))
+    np.testing.assert_array_equal(whole, parts)
+
+
+def test_quantile_edges() -> None:
+    X = np.arange(1000, dtype=np.float32).reshape(-1, 1)
+    X = np.concatenate([X, np.full((1000, 1), np.nan, np.float32)], axis=1)
+    edges = quantile_edges(X, 4)
+    np.testing.assert_allclose(edges[0], np.quantile(np.arange(1000), [0.25, 0.5, 0.75]))
+    assert edges[1].size == 0
+    counts = histogram(X, edges)
+    assert counts[0, :4].tolist() == [250, 250, 250, 250]
+    assert counts[1].tolist() == [0, 0, 0, 0, 1000]
+    with pytest.raises(ValueError):
+        quantile_edges(X, 0)
+
+
+def test_category_edges() -> None:
+    codes = np.array([[0], [1], [2], [2], [np.nan]], np.float32)
+    assert histogram(codes, [category_edges(3)])[0].tolist() == [1, 1, 2, 1]
+
+
+def test_bad_edges() -> None:
+    with pytest.raises(ValueError, match="ascending"):
+        histogram(np.zeros((2, 1), np.float32), [np.array([1.0, 0.0])])
+    with pytest.raises(ValueError, match="edge arrays"):
+        histogram(np.zeros((2, 2), np.float32), [np.array([1.0])])
+
+
+def test_drift_statistics() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(20_000, 3)).astype(np.float32)
+    edges = quantile_edges(ref, 10)
+    same = histogram(rng.normal(size=(20_000, 3)).astype(np.float32), edges)
+    shifted = histogram((rng.normal(size=(20_000, 3)) + 1.0).astype(np.float32), edges)
+    base = histogram(ref, edges)
+    np.testing.assert_allclose(psi(base, base), 0.0, atol=1e-12)
+    np.testing.assert_allclose(jensen_shannon(base, base), 0.0, atol=1e-6)
+    assert (psi(base, same) < 0.01).all() and (psi(base, shifted) > 0.5).all()
+    js = jensen_shannon(base, shifted)
+    assert ((js > 0.2) & (js <= 1.0)).all()
+    disjoint = jensen_shannon(np.array([[5, 0]]), np.array([[0, 5]]))
+    np.testing.assert_allclose(disjoint, 1.0)

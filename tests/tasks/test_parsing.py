@@ -1,0 +1,113 @@
+"""Every kind of bad landed file ends as records or rejects with a reason: nothing is lost."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.parsing import parse_file
+
+COLUMNS = ("a", "b", "c")
+
+
+def parse(name: str, data: bytes):
+    return parse_file(name, data, COLUMNS)
+
+
+def test_good_csv_records_keep_line_numbers():
+    parsed = parse("x.csv", b"a,b,c\n1,2,3\n\n4,5,6\n")
+    assert [r.line for r in parsed.records] == [2, 4]
+    assert parsed.records[1].values == {"a": "4", "b": "5", "c": "6"}
+    assert parsed.rejects == []
+
+
+def test_malformed_csv_lines_are_rejected_with_their_raw_text():
+    data = b'a,b,c\n1,2,3\n1,2\n1,2,3,4\n"unterminated,2,3\n7,8,9\n'
+    parsed = parse("x.csv", data)
+    assert [r.line for r in parsed.records] == [2, 6]
+    assert [(r.line, r.raw_text) for r in parsed.rejects] == [
+        (3, "1,2"),
+        (4, "1,2,3,4"),
+        (5, '"unterminated,2,3'),
+    ]
+    assert "expected 3 fields, found 2" in parsed.rejects[0].error
+
+
+def test_quoted_commas_are_one_field():
+    parsed = parse("x.csv", b'a,b,c\n"x, y",2,3\n')
+    assert parsed.records[0].values["a"] == "x, y"
+
+
+def test_non_utf8_lines_are_rejected_and_the_rest_kept():
+    data = b"a,b,c\n1,2,3\n\xff\xfe,2,3\n4,5,6\n"
+    parsed = parse("x.csv", data)
+    assert [r.line for r in parsed.records] == [2, 4]
+    assert parsed.rejects[0].line == 3
+    assert parsed.rejects[0].error == "line is not valid UTF-8"
+    assert "\\xff" in parsed.rejects[0].raw_text
+
+
+def test_missing_column_is_an_issue_of_every_record():
+    parsed = parse("x.csv", b"a,b\n1,2\n")
+    assert parsed.records[0].values == {"a": "1", "b": "2", "c": None}
+    assert parsed.records[0].issues == ["missing column c"]
+    assert "missing columns ['c']" in parsed.notes
+
+
+def test_extra_column_is_kept_aside():
+    parsed = parse("x.csv", b"a,b,c,d\n1,2,3,4\n")
+    assert parsed.records[0].values == {"a": "1", "b": "2", "c": "3"}
+    assert parsed.records[0].extra == {"d": "4"}
+    assert parsed.records[0].issues == []
+
+
+def test_empty_and_header_only_files_have_no_rows():
+    assert parse("x.csv", b"").records == []
+    assert parse("x.csv", b"").notes == ["empty file"]
+    assert parse("x.csv", b"a,b,c\n").records == []
+
+
+def test_duplicate_header_rejects_every_line():
+    parsed = parse("x.csv", b"a,a,c\n1,2,3\n")
+    assert parsed.records == []
+    assert "header repeats columns" in parsed.rejects[0].error
+
+
+def test_gzip_csv_and_truncated_gzip():
+    text = b"a,b,c\n" + b"".join(b"%d,2,3\n" % i for i in range(2000))
+    whole = gzip.compress(text)
+    assert len(parse("x.csv.gz", whole).records) == 2000
+    truncated = parse("x.csv.gz", whole[: len(whole) // 2])
+    assert 0 < len(truncated.records) < 2000
+    assert any("truncated gzip" in r.error for r in truncated.rejects)
+
+
+def test_json_lines_with_bad_lines_and_missing_keys():
+    data = b'{"a": 1, "b": "x", "c": null}\nnot json\n[1, 2]\n{"a": 2.0, "b": "y"}\n'
+    parsed = parse("x.jsonl", data)
+    assert [r.values for r in parsed.records] == [
+        {"a": "1", "b": "x", "c": None},
+        {"a": "2", "b": "y", "c": None},
+    ]
+    assert parsed.records[1].issues == ["missing column c"]
+    assert [r.line for r in parsed.rejects] == [2, 3]
+
+
+def test_parquet_is_read_as_text_and_corrupt_parquet_is_one_reject():
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"a": [1, 2], "b": ["x", None], "c": [1.5, 2.0]}), buffer)
+    parsed = parse("x.parquet", buffer.getvalue())
+    assert [r.values for r in parsed.records] == [
+        {"a": "1", "b": "x", "c": "1.5"},
+        {"a": "2", "b": None, "c": "2"},
+    ]
+    corrupt = parse("x.parquet", b"PAR1 not really")
+    assert corrupt.records == [] and "unreadable Parquet" in corrupt.rejects[0].error
+
+
+def test_unsupported_file_type_is_one_reject():
+    parsed = parse("notes.txt", b"hello")
+    assert parsed.records == [] and "unsupported file type" in parsed.rejects[0].error

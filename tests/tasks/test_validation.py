@@ -1,0 +1,89 @@
+"""Validation splits rows: typed valid rows to silver, failing rows with every failed check."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from datasets import adult, get_dataset
+from tasks.validation import QuarantineLimitExceeded, check_quarantine_limit, split_valid_rows
+
+ADULT = get_dataset("adult")
+GOOD = {
+    "age": "39", "workclass": "State-gov", "fnlwgt": "77516", "education": "Bachelors",
+    "education_num": "13", "marital_status": "Never-married", "occupation": "Adm-clerical",
+    "relationship": "Not-in-family", "race": "White", "sex": "Male", "capital_gain": "2174",
+    "capital_loss": "0", "hours_per_week": "40", "native_country": "United-States",
+    "income": "<=50K",
+}  # fmt: skip
+
+
+def bronze(*changes: dict, issues: list[str | None] | None = None) -> pd.DataFrame:
+    rows = [GOOD | change for change in changes]
+    frame = pd.DataFrame(rows, dtype="string")
+    frame["_row_id"] = [f"r{i}" for i in range(len(rows))]
+    frame["_source"] = "file.csv"
+    frame["_line"] = range(2, len(rows) + 2)
+    frame["_ingested_at"] = pd.Timestamp("2024-01-01", tz="UTC")
+    frame["_issues"] = issues or [None] * len(rows)
+    frame["ds"] = "2024-01-01"
+    return frame
+
+
+def checks_of(split, row_id: str) -> list[str]:
+    row = split.quarantine.set_index("_row_id").loc[row_id]
+    return list(row["_failed_checks"])
+
+
+def test_valid_rows_are_typed_and_missing_tokens_become_null():
+    split = split_valid_rows.fn(bronze({}, {"workclass": "?", "age": " 40 "}), ADULT)
+    assert len(split.silver) == 2 and split.quarantine.empty
+    assert split.silver["age"].tolist() == [39, 40]
+    assert str(split.silver["age"].dtype) == "Int64"
+    assert pd.isna(split.silver.loc[1, "workclass"])
+
+
+def test_each_bad_value_is_quarantined_with_its_check():
+    split = split_valid_rows.fn(
+        bronze(
+            {"age": "forty"},
+            {"age": "150"},
+            {"sex": "Unknown"},
+            {"race": "?"},
+            {"hours_per_week": "40.5"},
+            {},
+        ),
+        ADULT,
+    )
+    assert split.silver["_row_id"].tolist() == ["r5"]
+    assert "age: not a valid integer" in checks_of(split, "r0")
+    assert any(check.startswith("age: less_than_or_equal_to") for check in checks_of(split, "r1"))
+    assert any(check.startswith("sex: isin") for check in checks_of(split, "r2"))
+    assert "race: not_nullable" in checks_of(split, "r3")
+    assert "hours_per_week: not a valid integer" in checks_of(split, "r4")
+    assert split.quarantine.loc[0, "age"] == "forty", "quarantine keeps the value as landed"
+
+
+def test_rows_of_a_file_missing_a_column_are_quarantined():
+    split = split_valid_rows.fn(bronze({}, issues=["missing column income"]), ADULT)
+    assert split.silver.empty
+    assert "file: missing column income" in checks_of(split, "r0")
+
+
+def test_the_shipped_wrong_types_file_quarantines_its_bad_rows(tmp_path):
+    from tasks.bronze import build_partition
+    from tasks.landing import FileContent, LandedFile
+
+    text = next(f for f in adult._bad_files() if f.filename == adult.WRONG_TYPES_FILE).text
+    content = FileContent(LandedFile("mem://x.csv", "x.csv", len(text)), text.encode(), "0")
+    batch = build_partition.fn([content], "adult", ADULT.columns, "2024-01-01", "run")
+    split = split_valid_rows.fn(batch.bronze.to_pandas(), ADULT)
+    assert len(split.quarantine) == adult.WRONG_TYPE_BAD_ROWS
+    assert len(split.silver) == adult.WRONG_TYPE_GOOD_ROWS
+
+
+def test_quarantine_limit_fails_with_a_clear_message():
+    split = split_valid_rows.fn(bronze({"age": "x"}, {"age": "y"}, {}), ADULT)
+    check_quarantine_limit(split, "adult", "2024-01-01", limit=0.7)
+    with pytest.raises(QuarantineLimitExceeded, match=r"2 of 3 rows quarantined \(66.7% > limit"):
+        check_quarantine_limit(split, "adult", "2024-01-01", limit=0.5)
