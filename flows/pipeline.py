@@ -6,7 +6,13 @@ from prefect import flow
 
 from flows.ingest import ingest
 from flows.monitor import monitor
-from flows.resources import current_run_id, lake_of, model_store_of
+from flows.resources import (
+    current_run_id,
+    lake_of,
+    model_store_of,
+    pipeline_run_name,
+    scheduled_day,
+)
 from flows.score import score
 from flows.settings import Settings
 from flows.train import train
@@ -17,13 +23,14 @@ from tasks.ledger import ledger_stage
 from tasks.model_store import champion_version
 
 
-@flow(name="pipeline", flow_run_name="pipeline-{dataset}-{ds}")
-def pipeline(dataset: str, ds: str, settings: Settings | None = None) -> dict:
+@flow(name="pipeline", flow_run_name=pipeline_run_name)
+def pipeline(dataset: str, ds: str | None = None, settings: Settings | None = None) -> dict:
     """Run every stage for (dataset, ds) and check that every landed row is accounted for.
 
-    Without a champion model yet, one is trained on this day's silver rows first.
+    `ds` defaults to the day before the run's scheduled start. Without a champion model
+    yet, one is trained on this day's silver rows first.
     """
-    settings = settings or Settings()
+    settings, ds = settings or Settings(), scheduled_day(ds)
     lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry:
         landed = ingest(dataset, ds, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from prefect.runtime import flow_run
 
@@ -22,3 +23,17 @@ def model_store_of(settings: Settings) -> ModelStore:
 def current_run_id() -> str:
     """The Prefect flow run id, stamped on every row and commit this run writes."""
     return str(flow_run.id or f"local-{uuid.uuid4()}")
+
+
+def scheduled_day(ds: str | None) -> str:
+    """`ds` itself, or for a scheduled run the day before its scheduled start (a daily
+    schedule processes yesterday's partition; a backfill scheduled in the past its own day)."""
+    if ds:
+        return ds
+    start = flow_run.scheduled_start_time or datetime.now(UTC)
+    return (start - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def pipeline_run_name() -> str:
+    parameters = flow_run.parameters
+    return f"pipeline-{parameters['dataset']}-{scheduled_day(parameters.get('ds'))}"

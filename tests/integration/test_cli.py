@@ -1,0 +1,66 @@
+"""The `tidewater` CLI as a user runs it: a subprocess, its output and its exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
+
+
+def tidewater(*args: str, home: Path, api: str) -> subprocess.CompletedProcess:
+    env = os.environ | {
+        "TIDEWATER_HOME": str(home),
+        "PREFECT_API_URL": api,
+        "TIDEWATER_DASK_WORKERS": "1",
+        "COLUMNS": "200",
+    }
+    return subprocess.run([TIDEWATER, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_land_run_status(tmp_path, prefect_api):
+    home = tmp_path / "home"
+    landed = tidewater(
+        "land", "adult", "--start", "2024-03-01", "--days", "8", home=home, api=prefect_api
+    )
+    assert landed.returncode == 0, landed.stderr
+    assert "landed 10 files" in landed.stdout
+
+    ran = tidewater("run", "adult", "--ds", "2024-03-02", home=home, api=prefect_api)
+    assert ran.returncode == 0, ran.stderr
+    assert "2024-03-02" in ran.stdout and "all ok" in ran.stdout
+
+    status = tidewater("status", "adult", home=home, api=prefect_api)
+    assert status.returncode == 0, status.stderr
+    row = next(line for line in status.stdout.splitlines() if "2024-03-02" in line)
+    assert "6,131" in row and "10" in row and "ok" in row
+
+
+def test_errors_are_clear_and_exit_non_zero(tmp_path, prefect_api):
+    home = tmp_path / "home"
+    unknown = tidewater("status", "nosuch", home=home, api=prefect_api)
+    assert unknown.returncode == 2 and "unknown dataset 'nosuch'" in unknown.stderr
+
+    nothing = tidewater("status", "adult", home=home, api=prefect_api)
+    assert nothing.returncode == 1 and "no runs of adult" in nothing.stderr
+
+    bad_date = tidewater("run", "adult", "--ds", "2024-13-40", home=home, api=prefect_api)
+    assert bad_date.returncode == 2
+
+    missing_day = tidewater("run", "adult", "--ds", "2024-03-01", home=home, api=prefect_api)
+    assert missing_day.returncode == 1
+    assert "nothing landed for adult ds=2024-03-01" in missing_day.stderr
+
+    env_error = subprocess.run(
+        [TIDEWATER, "status", "adult"],
+        env=os.environ | {"TIDEWATER_MAX_QUARANTINE_FRACTION": "2"},
+        capture_output=True,
+        text=True,
+    )
+    assert env_error.returncode == 2 and "invalid TIDEWATER_* settings" in env_error.stderr
