@@ -72,9 +72,10 @@ def _cluster(settings) -> Iterator:
     if settings.dask_address:
         yield settings
         return
+    from flows.resources import cluster_spec_of
     from tasks.cluster import local_cluster
 
-    with local_cluster(settings.dask_workers, settings.dask_threads_per_worker) as address:
+    with local_cluster(cluster_spec_of(settings)) as address:
         yield settings.model_copy(update={"dask_address": address})
 
 

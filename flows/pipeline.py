@@ -7,6 +7,7 @@ from prefect import flow
 from flows.ingest import ingest
 from flows.monitor import monitor
 from flows.resources import (
+    cluster_spec_of,
     current_run_id,
     lake_of,
     model_store_of,
@@ -38,9 +39,7 @@ def pipeline(dataset: str, ds: str | None = None, settings: Settings | None = No
         champion = champion_version(model_store_of(settings), dataset)
         if champion is None:
             champion = train(dataset, [ds], settings=settings)
-        runner = dask_task_runner(
-            settings.dask_address, settings.dask_workers, settings.dask_threads_per_worker
-        )
+        runner = dask_task_runner(settings.dask_address, cluster_spec_of(settings))
         scored = score.with_options(task_runner=runner)(dataset, ds, settings)
         monitored = monitor(dataset, ds, champion, settings)
         account = count_rows(lake, dataset, ds, landed["landed"], champion)

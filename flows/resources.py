@@ -8,16 +8,31 @@ from datetime import UTC, datetime, timedelta
 from prefect.runtime import flow_run
 
 from flows.settings import Settings
+from tasks.cluster import ClusterSpec
 from tasks.lake import Lake
 from tasks.model_store import ModelStore
 
 
 def lake_of(settings: Settings) -> Lake:
-    return Lake(settings.lake_uri, settings.storage_options)
+    return Lake(settings.lake_uri, settings.storage_options, settings.lake_row_group_rows)
 
 
 def model_store_of(settings: Settings) -> ModelStore:
     return ModelStore(settings.models_uri, settings.storage_options)
+
+
+def cluster_spec_of(settings: Settings) -> ClusterSpec:
+    return ClusterSpec(
+        workers=settings.dask_workers,
+        threads_per_worker=settings.dask_threads_per_worker,
+        device=settings.device,
+        rmm_pool_size=settings.dask_rmm_pool_size,
+        device_memory_limit=settings.dask_device_memory_limit,
+    )
+
+
+def staging_uri_of(settings: Settings, dataset: str, ds: str, run_id: str) -> str:
+    return f"{settings.lake_uri.rstrip('/')}/_staging/{dataset}/{ds}/{run_id}"
 
 
 def current_run_id() -> str:

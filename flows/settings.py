@@ -29,10 +29,16 @@ class Settings(BaseSettings):
     )
 
     dask_address: str | None = Field(default=None, description="existing Dask scheduler")
-    dask_workers: int = Field(default=2, ge=1)
+    dask_workers: int | None = Field(default=None, ge=1, description="default: one per core")
     dask_threads_per_worker: int = Field(default=1, ge=1)
+    dask_rmm_pool_size: str | None = Field(default=None, description="e.g. '20GB' per GPU")
+    dask_device_memory_limit: str | None = Field(default=None, description="GPU spill limit")
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    lake_row_group_rows: int = Field(default=128 * 1024, ge=1024)
     shard_rows: int = Field(default=1_000_000, ge=1)
+    shard_bytes: int = Field(default=256 * 2**20, ge=1)
+    score_batch_rows: int = Field(default=1 << 20, ge=1)
+    shard_retries: int = Field(default=2, ge=0)
 
     max_quarantine_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
     drift_retrain_share: float = Field(default=0.3, gt=0.0, le=1.0)

@@ -1,38 +1,143 @@
-"""The Dask cluster shard tasks run on: an existing scheduler, or one started here."""
+"""The Dask cluster shard tasks run on: an existing scheduler by address, else
+`LocalCUDACluster` (one worker per visible GPU) when GPUs are visible, else a
+`LocalCluster` of worker processes sized to the machine."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from prefect_dask import DaskTaskRunner
 
+from tasks import step
 
-def local_cluster_kwargs(workers: int, threads_per_worker: int) -> dict:
-    """Worker processes on loopback only (the scheduler unpickles what it is sent)."""
-    return {
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """How to start a local cluster when no scheduler address is given."""
+
+    workers: int | None = None
+    threads_per_worker: int = 1
+    device: str = "auto"
+    rmm_pool_size: str | None = None
+    device_memory_limit: str | None = None
+
+    def wants_gpu(self) -> bool:
+        return self.device != "cpu" and visible_gpus() > 0 and _dask_cuda_installed()
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a flow run used: where, how many workers and threads, which devices."""
+
+    address: str
+    workers: int
+    threads: int
+    devices: tuple[str, ...]
+    dashboard: str | None
+
+    def describe(self) -> str:
+        kinds = sorted(set(self.devices))
+        return (
+            f"Dask scheduler {self.address}: {self.workers} workers, {self.threads} threads, "
+            f"devices {', '.join(kinds) or 'none'}"
+            + (f"; dashboard {self.dashboard}" if self.dashboard else "")
+        )
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process can see (0 without CuPy or a driver): counted, not imported."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+def _dask_cuda_installed() -> bool:
+    try:
+        import dask_cuda  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cluster_class_and_kwargs(spec: ClusterSpec) -> tuple[str, dict]:
+    """The cluster class path and its arguments. Every local cluster binds to loopback only:
+    the scheduler unpickles what it is sent."""
+    common = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+    if spec.wants_gpu():
+        kwargs = common | {"threads_per_worker": spec.threads_per_worker}
+        if spec.rmm_pool_size:
+            kwargs["rmm_pool_size"] = spec.rmm_pool_size
+        if spec.device_memory_limit:
+            kwargs["device_memory_limit"] = spec.device_memory_limit
+        return "dask_cuda.LocalCUDACluster", kwargs
+    workers = spec.workers or max(1, (os.cpu_count() or 1) // spec.threads_per_worker)
+    return "distributed.LocalCluster", common | {
         "n_workers": workers,
-        "threads_per_worker": threads_per_worker,
+        "threads_per_worker": spec.threads_per_worker,
         "processes": True,
-        "host": "127.0.0.1",
-        "dashboard_address": "127.0.0.1:0",
     }
 
 
-def dask_task_runner(address: str | None, workers: int, threads_per_worker: int) -> DaskTaskRunner:
-    """Runs tasks on the scheduler at `address`, or on a LocalCluster for one flow run."""
+def dask_task_runner(address: str | None, spec: ClusterSpec) -> DaskTaskRunner:
+    """Runs tasks on the scheduler at `address`, or on a local cluster for one flow run."""
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs=local_cluster_kwargs(workers, threads_per_worker),
-    )
+    cluster_class, kwargs = cluster_class_and_kwargs(spec)
+    return DaskTaskRunner(cluster_class=cluster_class, cluster_kwargs=kwargs)
 
 
 @contextmanager
-def local_cluster(workers: int, threads_per_worker: int) -> Iterator[str]:
-    """A LocalCluster that outlives many flow runs; yields its scheduler address."""
-    from distributed import LocalCluster
+def local_cluster(spec: ClusterSpec) -> Iterator[str]:
+    """A local cluster that outlives many flow runs; yields its scheduler address."""
+    import importlib
 
-    with LocalCluster(**local_cluster_kwargs(workers, threads_per_worker)) as cluster:
+    cluster_class, kwargs = cluster_class_and_kwargs(spec)
+    module, name = cluster_class.rsplit(".", 1)
+    with getattr(importlib.import_module(module), name)(**kwargs) as cluster:
         yield cluster.scheduler_address
+
+
+def _worker_device() -> str:
+    from kernels import gpu_available
+
+    if not gpu_available():
+        return "cpu"
+    import cupy
+
+    properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    return f"gpu:{properties['name'].decode()}"
+
+
+@step
+def inspect_cluster() -> ClusterInfo:
+    """Runs on a worker: the cluster it belongs to, as the scheduler sees it."""
+    from distributed import get_client
+
+    client = get_client()
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    devices = client.run(_worker_device)
+    return ClusterInfo(
+        address=client.scheduler.address,
+        workers=len(workers),
+        threads=sum(worker["nthreads"] for worker in workers.values()),
+        devices=tuple(devices[address] for address in sorted(devices)),
+        dashboard=client.dashboard_link,
+    )
+
+
+@step
+def publish_dashboard_link(cluster: ClusterInfo, key: str) -> None:
+    """Link the Dask dashboard from the flow run (a Prefect link artifact)."""
+    if not cluster.dashboard:
+        return
+    from prefect.artifacts import create_link_artifact
+
+    create_link_artifact(
+        cluster.dashboard, link_text="Dask dashboard", key=key, description=cluster.describe()
+    )

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import (
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from tasks import step
@@ -32,11 +38,13 @@ class Lake:
     """The lake's tables under one root URI (local folder or `s3://...`).
 
     Per-dataset tables live at `{root}/{table}/{dataset}`; `metrics` and `ledger` are one
-    table each for all datasets at `{root}/{table}`.
+    table each for all datasets at `{root}/{table}`. Files are written in row groups of
+    `row_group_rows`: the unit a scoring shard is made of.
     """
 
     root: str
     storage_options: Mapping[str, str] = field(default_factory=dict)
+    row_group_rows: int = 128 * 1024
     commit_attempts: int = 8
 
     def uri(self, table: str, dataset: str | None = None) -> str:
@@ -154,6 +162,7 @@ class Lake:
                     partition_by=list(partition_by) or None,
                     storage_options=self._options(),
                     commit_properties=properties,
+                    writer_properties=WriterProperties(max_row_group_size=self.row_group_rows),
                 )
                 return self._landed_version(table, dataset, app_id, txn_version)
             except (CommitFailedError, DeltaError, OSError) as error:

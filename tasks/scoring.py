@@ -3,7 +3,9 @@ commit every shard's predictions of a model version in one atomic replace."""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,10 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kernels import Forest, compile_forest, predict
+from kernels.device import resolve
 from tasks import step
-from tasks.features import feature_matrix
+from tasks.features import FeatureSpec, feature_matrix
 from tasks.lake import Lake
-from tasks.model_store import ModelStore
+from tasks.model_store import ModelCard, ModelStore
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -68,36 +72,42 @@ class ShardScores:
     rows: int
     seconds: float
     device: str
+    worker: str
+    events: tuple[str, ...]
     predictions: pa.Table = field(repr=False)
 
 
 @step(retries=2)
-def plan_shards(lake: Lake, dataset: str, ds: str, shard_rows: int) -> list[Shard]:
-    """Consecutive row groups of the partition's files packed into shards of at most
-    `shard_rows` rows (a larger row group is a shard of its own)."""
+def plan_shards(
+    lake: Lake, dataset: str, ds: str, shard_rows: int, shard_bytes: int = 256 * 2**20
+) -> list[Shard]:
+    """Consecutive row groups of the partition's files packed into balanced shards of at
+    most `shard_rows` rows and `shard_bytes` uncompressed bytes (a larger row group is a
+    shard of its own), so each worker reads only its own bytes."""
     table = lake.table("silver", dataset)
     if table is None:
         return []
-    uris = table.file_uris(partition_filters=[("ds", "=", ds)])
-    shards: list[Shard] = []
-    parts: list[ShardPart] = []
-    rows = 0
-    for uri in sorted(uris):
+    groups = []
+    for uri in sorted(table.file_uris(partition_filters=[("ds", "=", ds)])):
         metadata = _parquet_metadata(uri, lake.storage_options)
-        for group in range(metadata.num_row_groups):
-            group_rows = metadata.row_group(group).num_rows
-            if rows and rows + group_rows > shard_rows:
-                shards.append(Shard(len(shards), tuple(parts)))
-                parts, rows = [], 0
-            if parts and parts[-1].uri == uri:
-                last = parts[-1]
-                parts[-1] = ShardPart(uri, last.row_groups + (group,), last.rows + group_rows)
-            else:
-                parts.append(ShardPart(uri, (group,), group_rows))
-            rows += group_rows
-    if parts:
-        shards.append(Shard(len(shards), tuple(parts)))
-    return shards
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            groups.append((uri, index, group.num_rows, group.total_byte_size))
+    total_rows = sum(g[2] for g in groups)
+    total_bytes = sum(g[3] for g in groups)
+    count = max(1, -(-total_rows // shard_rows), -(-total_bytes // shard_bytes))
+    target = -(-total_rows // count)
+    members: list[list[ShardPart]] = [[] for _ in range(count)]
+    offset = 0
+    for uri, index, group_rows, _ in groups:
+        parts = members[min(count - 1, offset // target)]
+        if parts and parts[-1].uri == uri:
+            last = parts[-1]
+            parts[-1] = ShardPart(uri, (*last.row_groups, index), last.rows + group_rows)
+        else:
+            parts.append(ShardPart(uri, (index,), group_rows))
+        offset += group_rows
+    return [Shard(i, tuple(parts)) for i, parts in enumerate(p for p in members if p)]
 
 
 def _parquet_metadata(uri: str, storage_options: Mapping[str, str]) -> pq.FileMetaData:
@@ -118,47 +128,82 @@ def read_shard(
     return pa.concat_tables(tables) if tables else pa.table({name: [] for name in columns})
 
 
-_PREDICTORS: dict[tuple, object] = {}
+_FORESTS: dict[tuple, tuple[ModelCard, Forest]] = {}
 
 
-def _predictor(model: ModelRef):
-    """The compiled model, loaded once per worker process and verified against its checksum."""
+def cached_forest(model: ModelRef) -> tuple[ModelCard, Forest]:
+    """The model's compiled forest, loaded once per worker process: its bytes are checked
+    against the registry's checksum on load, and the forest stays cached (the GPU launcher
+    keeps its arrays on the device), so scoring a shard never ships the model again."""
     card = model.store.card(model.dataset, model.version)
     key = (model.store.root, model.dataset, model.version, card.checksum)
-    if key not in _PREDICTORS:
+    if key not in _FORESTS:
         stored = model.store.load(model.dataset, model.version)
-        _PREDICTORS[key] = (stored.card, _compile(stored.model_json))
-    return _PREDICTORS[key]
+        _FORESTS[key] = (stored.card, compile_forest(stored.model_json))
+    return _FORESTS[key]
 
 
-def _compile(model_json: bytes):
-    import xgboost as xgb
-
-    booster = xgb.Booster()
-    booster.load_model(bytearray(model_json))
-    return booster
+def _is_gpu_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
 
 
-def predict_probability(compiled, X: np.ndarray) -> tuple[np.ndarray, str]:
-    """Probabilities of the positive class, and the device that computed them."""
-    import xgboost as xgb
+def predict_in_batches(
+    rows: pa.Table,
+    spec: FeatureSpec,
+    forest: Forest,
+    device: str,
+    batch_rows: int,
+    min_batch_rows: int = 1024,
+) -> tuple[np.ndarray, str, list[str]]:
+    """Positive-class probabilities of every row, batch by batch, on `device` ("auto" picks
+    the GPU when the worker has one). A GPU out-of-memory error halves the batch; below
+    `min_batch_rows` the rest falls back to the CPU twin. Returns the scores, the device
+    that finished, and what happened on the way."""
+    backend = resolve(device, prefer_gpu=True)
+    scores = np.empty(rows.num_rows, dtype=np.float32)
+    events: list[str] = []
+    start = 0
+    while start < rows.num_rows:
+        batch = rows.slice(start, batch_rows)
+        try:
+            X = feature_matrix(batch, spec, device=backend)
+            probability = predict(forest, X, device=backend, output="probability")
+        except Exception as error:
+            if backend != "gpu" or not _is_gpu_out_of_memory(error):
+                raise
+            if batch_rows // 2 >= min_batch_rows:
+                batch_rows //= 2
+                events.append(f"gpu out of memory: batch halved to {batch_rows} rows")
+            else:
+                backend = "cpu"
+                events.append("gpu out of memory: fell back to the cpu twin")
+            continue
+        scores[start : start + batch.num_rows] = _to_host(probability)
+        start += batch.num_rows
+    return scores, backend, events
 
-    if len(X) == 0:
-        return np.empty(0, dtype=np.float32), "cpu"
-    matrix = xgb.DMatrix(X, missing=np.nan, feature_names=compiled.feature_names)
-    return compiled.predict(matrix).astype(np.float32), "cpu"
+
+def _to_host(values) -> np.ndarray:
+    return values.get() if hasattr(values, "get") else np.asarray(values)
 
 
 def score_rows(
-    rows: pa.Table, models: Sequence[ModelRef], ds: str, run_id: str
-) -> tuple[pa.Table, str]:
+    rows: pa.Table,
+    models: Sequence[ModelRef],
+    ds: str,
+    run_id: str,
+    device: str = "auto",
+    batch_rows: int = 1 << 20,
+) -> tuple[pa.Table, str, list[str]]:
     """Predictions of every model for `rows` (one row per input row per model)."""
-    outputs, device = [], "cpu"
+    outputs, used, events = [], "cpu", []
     now = datetime.now(UTC)
     for model in models:
-        card, compiled = _predictor(model)
-        X = feature_matrix(rows, card.feature_spec)
-        scores, device = predict_probability(compiled, X)
+        card, forest = cached_forest(model)
+        scores, used, happened = predict_in_batches(
+            rows, card.feature_spec, forest, device, batch_rows
+        )
+        events += [f"{model.version}: {event}" for event in happened]
         n = len(scores)
         outputs.append(
             pa.Table.from_pydict(
@@ -175,9 +220,58 @@ def score_rows(
                 schema=PREDICTIONS_SCHEMA,
             )
         )
-    if not outputs:
-        return PREDICTIONS_SCHEMA.empty_table(), device
-    return pa.concat_tables(outputs), device
+    return pa.concat_tables(outputs), used, events
+
+
+def _match_worker_threads() -> None:
+    """The CPU twin uses as many threads as the worker was given, not every core."""
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        return
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"pid-{os.getpid()}"
+
+
+def record_attempt(staging_uri: str, shard: Shard, storage_options: Mapping[str, str]) -> None:
+    """Leave a uniquely named marker per attempt, so retries and recomputations after a
+    worker's death are visible afterwards (the shard's output itself is not staged)."""
+    fs, path = fsspec.core.url_to_fs(staging_uri, **dict(storage_options))
+    fs.makedirs(path, exist_ok=True)
+    fs.pipe_file(f"{path}/shard-{shard.index:05d}.{uuid.uuid4().hex}", _worker_name().encode())
+
+
+def attempts_by_shard(staging_uri: str, storage_options: Mapping[str, str]) -> dict[int, int]:
+    fs, path = fsspec.core.url_to_fs(staging_uri, **dict(storage_options))
+    if not fs.exists(path):
+        return {}
+    counts: dict[int, int] = {}
+    for name in fs.ls(path, detail=False):
+        index = int(name.rsplit("/", 1)[-1].split(".")[0].removeprefix("shard-"))
+        counts[index] = counts.get(index, 0) + 1
+    return counts
+
+
+@step
+def clear_staging(staging_uri: str, storage_options: Mapping[str, str]) -> dict[int, int]:
+    """How many attempts each shard took; then the run's markers are removed."""
+    attempts = attempts_by_shard(staging_uri, storage_options)
+    fs, path = fsspec.core.url_to_fs(staging_uri, **dict(storage_options))
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    return attempts
 
 
 @step(retries=2)
@@ -186,16 +280,29 @@ def score_shard(
     models: Sequence[ModelRef],
     ds: str,
     run_id: str,
-    storage_options: Mapping[str, str],
+    staging_uri: str,
+    device: str = "auto",
+    batch_rows: int = 1 << 20,
+    storage_options: Mapping[str, str] | None = None,
 ) -> ShardScores:
-    """Read one shard (feature columns and `_row_id` only) and score it with every model."""
+    """Read one shard (feature columns and `_row_id` only) and score it with every model
+    on this worker's device. Side-effect free but for an attempt marker: the driver commits."""
+    options = storage_options or {}
+    record_attempt(staging_uri, shard, options)
+    _match_worker_threads()
     started = time.perf_counter()
-    cards = [_predictor(model)[0] for model in models]
+    cards = [cached_forest(model)[0] for model in models]
     columns = sorted({"_row_id", *(name for card in cards for name in card.feature_spec.names)})
-    rows = read_shard(shard, columns, storage_options)
-    predictions, device = score_rows(rows, models, ds, run_id)
+    rows = read_shard(shard, columns, options)
+    predictions, device_used, events = score_rows(rows, models, ds, run_id, device, batch_rows)
     return ShardScores(
-        shard.index, rows.num_rows, time.perf_counter() - started, device, predictions
+        shard=shard.index,
+        rows=rows.num_rows,
+        seconds=time.perf_counter() - started,
+        device=device_used,
+        worker=_worker_name(),
+        events=tuple(events),
+        predictions=predictions,
     )
 
 
@@ -232,17 +339,59 @@ def commit_predictions(
     }
 
 
-def shard_summary(results: Sequence[ShardScores], seconds: float) -> dict:
-    """What the ledger and the UI show of a scoring pass."""
+def shard_summary(
+    results: Sequence[ShardScores], attempts: Mapping[int, int], seconds: float
+) -> dict:
+    """What the ledger records of a scoring pass: per shard rows, time, device, worker,
+    attempts and GPU fallbacks; in total rows and rows/s."""
     rows = sum(result.rows for result in results)
+    shards = [
+        {
+            "shard": r.shard,
+            "rows": r.rows,
+            "seconds": round(r.seconds, 3),
+            "rows_per_second": round(r.rows / r.seconds) if r.seconds > 0 else None,
+            "device": r.device,
+            "worker": r.worker,
+            "attempts": attempts.get(r.shard, 1),
+            "events": list(r.events),
+        }
+        for r in sorted(results, key=lambda r: r.shard)
+    ]
     return {
         "rows": rows,
         "rows_per_second": round(rows / seconds) if seconds > 0 else None,
-        "shards": [
-            {"shard": r.shard, "rows": r.rows, "seconds": round(r.seconds, 3), "device": r.device}
-            for r in results
-        ],
+        "devices": sorted({r.device for r in results}),
+        "retried_shards": [s["shard"] for s in shards if s["attempts"] > 1],
+        "fallbacks": [s["shard"] for s in shards if s["events"]],
+        "shards": shards,
     }
+
+
+@dataclass
+class ShardProgress:
+    """A Prefect progress artifact of the scoring pass, advanced as shards finish."""
+
+    artifact_id: object
+    total: int
+    done: int = 0
+
+    @classmethod
+    def start(cls, dataset: str, ds: str, total: int) -> ShardProgress:
+        from prefect.artifacts import create_progress_artifact
+
+        key = f"score-{dataset}-{ds}".lower().replace("_", "-")
+        artifact_id = create_progress_artifact(
+            0.0, key=key, description=f"shards of {dataset} ds={ds} scored"
+        )
+        return cls(artifact_id, total)
+
+    def advance(self, result: ShardScores) -> ShardScores:
+        from prefect.artifacts import update_progress_artifact
+
+        self.done += 1
+        update_progress_artifact(self.artifact_id, 100.0 * self.done / max(1, self.total))
+        return result
 
 
 @step

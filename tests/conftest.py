@@ -46,9 +46,9 @@ def prefect_api(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def dask_address(prefect_api) -> str:
     """A LocalCluster of two worker processes that know the Prefect API."""
-    from tasks.cluster import local_cluster
+    from tasks.cluster import ClusterSpec, local_cluster
 
-    with local_cluster(workers=2, threads_per_worker=1) as address:
+    with local_cluster(ClusterSpec(workers=2, device="cpu")) as address:
         yield address
 
 

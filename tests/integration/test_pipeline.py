@@ -70,7 +70,8 @@ def test_malformed_lines_are_kept_in_rejects_with_their_text(settings, runs):
 def test_rows_carry_deterministic_lineage(settings, runs):
     bronze = table(settings, "bronze", "2024-01-01")
     names = bronze["_source"].str.rsplit("/", n=1).str[-1]
-    expected = [row_id(DATASET, "2024-01-01", n, line) for n, line in zip(names, bronze["_line"])]
+    lines = bronze["_line"]
+    expected = [row_id(DATASET, "2024-01-01", n, i) for n, i in zip(names, lines, strict=True)]
     assert bronze["_row_id"].tolist() == expected
     assert bronze["_row_id"].is_unique
     silver = table(settings, "silver", "2024-01-01")

@@ -244,3 +244,18 @@ def test_binned_layout_limits_fall_back_to_float_walk() -> None:
     X = rng.normal(size=(64, 1)).astype(np.float32)
     ref = booster.predict(xgb.DMatrix(X), output_margin=True)
     np.testing.assert_array_equal(bits(predict(forest, X, device="cpu")), bits(ref))
+
+
+def test_binary_model_file_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "model.ubj"
+    _small_model().save_model(path)
+    with pytest.raises(UnsupportedModelError, match="not XGBoost JSON"):
+        compile_forest(path)
+
+
+def test_accepts_sklearn_wrapper() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    clf = xgb.XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1).fit(X, X[:, 0] > 0)
+    ref = clf.predict(X, output_margin=True)
+    np.testing.assert_array_equal(bits(predict(compile_forest(clf), X)), bits(ref))

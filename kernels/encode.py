@@ -1,0 +1,157 @@
+"""Encode raw numeric and dictionary-coded categorical columns into the forest's float32 matrix.
+
+Categorical values become their index in the training vocabulary as a float (what the model is
+trained on); a null code or a string outside the vocabulary becomes NaN (missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numba import njit, prange, types
+from numba.typed import List
+
+from kernels.device import device_attributes, raw_module, resolve
+
+_ROW_BLOCK = 4096
+
+
+def build_lookup(batch_dictionary: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
+    """For each string of a batch's dictionary, its index in the training vocabulary, or -1.
+
+    A string listed several times in the vocabulary maps to its first position.
+    """
+    index: dict[Any, int] = {}
+    for i, s in enumerate(vocabulary):
+        index.setdefault(s, i)
+    return np.fromiter(
+        (index.get(s, -1) for s in batch_dictionary), dtype=np.int32, count=len(batch_dictionary)
+    )
+
+
+def encode(
+    numeric: Sequence[Any],
+    categorical: Sequence[tuple[Any, Any]],
+    device: str = "auto",
+) -> Any:
+    """The dense float32 (n_rows, len(numeric) + len(categorical)) matrix of a batch.
+
+    `numeric`: one float or int array per numeric feature (NaN = missing).
+    `categorical`: one (codes, lookup) pair per categorical feature; codes index the batch
+    dictionary (-1 = null), lookup is `build_lookup(batch_dictionary, vocabulary)`.
+    Columns are numeric first, then categorical; a categorical value is float(lookup[code]),
+    NaN when code == -1 or lookup[code] == -1; a code outside [-1, len(lookup)) is an error.
+    `device`: "cpu", "gpu", or "auto" (GPU iff an input is a CuPy array). NumPy in, NumPy out on
+    the CPU; the GPU returns a CuPy array.
+    """
+    arrays = [*numeric, *(c for pair in categorical for c in pair)]
+    n_cols = len(numeric) + len(categorical)
+    if n_cols == 0:
+        raise ValueError("encode needs at least one column")
+    n_rows = _common_length(numeric, categorical)
+    if resolve(device, *arrays) == "gpu":
+        return _encode_gpu(numeric, categorical, n_rows)
+    return _encode_cpu(numeric, categorical, n_rows)
+
+
+def _common_length(numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]]) -> int:
+    lengths = {len(col) for col in numeric} | {len(codes) for codes, _ in categorical}
+    for col in [*numeric, *(codes for codes, _ in categorical)]:
+        if getattr(col, "ndim", 1) != 1:
+            raise ValueError("every column must be 1-D")
+    if len(lengths) != 1:
+        raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+    return lengths.pop()
+
+
+def _encode_cpu(
+    numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]], n_rows: int
+) -> np.ndarray:
+    num = List.empty_list(types.float32[::1])
+    for col in numeric:
+        num.append(np.ascontiguousarray(col, dtype=np.float32))
+    codes = List.empty_list(types.int32[::1])
+    lookups = List.empty_list(types.int32[::1])
+    for c, lookup in categorical:
+        codes.append(np.ascontiguousarray(c, dtype=np.int32))
+        lookups.append(np.ascontiguousarray(lookup, dtype=np.int32))
+    out = np.empty((n_rows, len(numeric) + len(categorical)), np.float32)
+    bad = _encode_kernel(num, codes, lookups, out)
+    if bad:
+        raise ValueError(_invalid_message())
+    return out
+
+
+def _invalid_message() -> str:
+    return "a categorical code is outside [-1, len(lookup)): codes must index the batch dictionary"
+
+
+@njit(parallel=True, cache=True)
+def _encode_kernel(numeric, codes, lookups, out):
+    n_rows, n_cols = out.shape
+    n_num = len(numeric)
+    n_blocks = (n_rows + _ROW_BLOCK - 1) // _ROW_BLOCK
+    bad = 0
+    for blk in prange(n_blocks):
+        r0 = blk * _ROW_BLOCK
+        r1 = min(n_rows, r0 + _ROW_BLOCK)
+        for j in range(n_num):
+            col = numeric[j]
+            for i in range(r0, r1):
+                out[i, j] = col[i]
+        for j in range(n_cols - n_num):
+            code_col = codes[j]
+            lookup = lookups[j]
+            size = lookup.shape[0]
+            for i in range(r0, r1):
+                code = code_col[i]
+                v = np.float32(np.nan)
+                if 0 <= code < size:
+                    ident = lookup[code]
+                    if ident >= 0:
+                        v = np.float32(ident)
+                elif code != -1:
+                    bad += 1
+                out[i, n_num + j] = v
+    return bad
+
+
+def _encode_gpu(numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]], n_rows: int) -> Any:
+    import cupy
+
+    num = [cupy.ascontiguousarray(cupy.asarray(c, dtype=cupy.float32)) for c in numeric]
+    codes = [cupy.ascontiguousarray(cupy.asarray(c, dtype=cupy.int32)) for c, _ in categorical]
+    lookups = [cupy.ascontiguousarray(cupy.asarray(lk, dtype=cupy.int32)) for _, lk in categorical]
+    n_cols = len(num) + len(codes)
+    out = cupy.empty((n_rows, n_cols), cupy.float32)
+    if n_rows == 0:
+        return out
+
+    def pointers(cols: list[Any]) -> Any:
+        return cupy.asarray(np.array([c.data.ptr for c in cols] or [0], np.uint64))
+
+    sizes = cupy.asarray(np.array([lk.shape[0] for lk in lookups] or [0], np.int64))
+    invalid = cupy.zeros(1, cupy.int32)
+    sm_count = device_attributes(cupy.cuda.Device().id)["MultiProcessorCount"]
+    grid = max(1, min(-(-n_rows * n_cols // 256), sm_count * 32))
+    kernel = raw_module("encode.cu").get_function("encode_columns")
+    kernel(
+        (grid,),
+        (256,),
+        (
+            pointers(num),
+            np.int32(len(num)),
+            pointers(codes),
+            pointers(lookups),
+            sizes,
+            np.int32(len(codes)),
+            np.int64(n_rows),
+            out,
+            invalid,
+        ),
+    )
+    if int(invalid[0]):
+        raise ValueError(_invalid_message())
+    return out

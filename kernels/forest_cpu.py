@@ -1,0 +1,165 @@
+"""CPU twin of the forest kernel (Numba): margins bit-identical to XGBoost's CPU predictor.
+
+Each row's margin is accumulated in float32 from the float32 base margin, adding trees in the
+model's order, exactly as XGBoost does; that order is kept by every variant here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.forest_model import NAN_BIN, BinnedLayout, Forest, binned_layout
+
+# Rows quantised and walked together; their bins (ROW_BLOCK * n_used * 2 bytes) and the tree
+# being walked stay in L1 while the block passes through every tree.
+ROW_BLOCK = 256
+_LANES = 8
+
+
+def predict_margin_cpu(
+    forest: Forest, X: np.ndarray, out: np.ndarray | None = None, method: str = "auto"
+) -> np.ndarray:
+    """Raw margins of `forest` for float32 rows `X` (n_rows, n_features), written into `out`.
+
+    `method` is "auto", "binned" (uint16 bins, lock-step lanes) or "float" (direct walk on the
+    float inputs; used automatically when the model exceeds the binned encoding's limits).
+    """
+    n_rows = X.shape[0]
+    if out is None:
+        out = np.empty(n_rows, np.float32)
+    if n_rows == 0:
+        return out
+    layout = binned_layout(forest) if method in ("auto", "binned") else None
+    if method == "binned" and layout is None:
+        raise ValueError("this forest exceeds the binned layout's limits; use method='float'")
+    if layout is not None:
+        _predict_binned(
+            X,
+            _as_args(layout),
+            forest.tree_offsets,
+            forest.tree_depths,
+            forest.leaf_value,
+            forest.base_margin,
+            out,
+        )
+    else:
+        _predict_float(
+            X,
+            forest.tree_offsets,
+            forest.feature,
+            forest.threshold,
+            forest.default_left,
+            forest.left_child,
+            forest.leaf_value,
+            forest.base_margin,
+            out,
+        )
+    return out
+
+
+def _as_args(layout: BinnedLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return layout.used_features, layout.cuts, layout.cut_offsets, layout.nodes
+
+
+@njit(cache=True, inline="always")
+def _bin(cuts: np.ndarray, lo: int, hi: int, x: np.float32) -> np.uint16:
+    """Number of cuts[lo:hi] that are <= x (NaN: NAN_BIN)."""
+    if x != x:
+        return np.uint16(NAN_BIN)
+    base = lo
+    n = hi - lo
+    while n > 0:
+        half = n >> 1
+        if cuts[base + half] <= x:
+            base = base + half + 1
+            n = n - half - 1
+        else:
+            n = half
+    return np.uint16(base - lo)
+
+
+@njit(cache=True, inline="always")
+def _step(nodes, off, q, row, idx):
+    """One branch-free step of a lane: the next local node index."""
+    w = nodes[off + idx]
+    b = q[row + ((w >> np.uint64(32)) & np.uint64(0xFFFF))]
+    right = (b > (w & np.uint64(0xFFFF))) ^ (b == ((w >> np.uint64(16)) & np.uint64(0xFFFF)))
+    return (w >> np.uint64(48)) + np.uint64(right)
+
+
+@njit(parallel=True, cache=True)
+def _predict_binned(X, layout, tree_offsets, tree_depths, leaf_value, base_margin, out):
+    used, cuts, cut_offsets, nodes = layout
+    n_rows = X.shape[0]
+    n_used = used.shape[0]
+    stride = max(n_used, 1)
+    n_trees = tree_depths.shape[0]
+    n_blocks = (n_rows + ROW_BLOCK - 1) // ROW_BLOCK
+    for blk in prange(n_blocks):
+        r0 = blk * ROW_BLOCK
+        nb = min(n_rows, r0 + ROW_BLOCK) - r0
+        n_groups = (nb + _LANES - 1) // _LANES
+        n_pad = n_groups * _LANES
+        q = np.zeros(n_pad * stride, np.uint16)
+        for i in range(nb):
+            for u in range(n_used):
+                x = X[r0 + i, used[u]]
+                q[i * stride + u] = _bin(cuts, cut_offsets[u], cut_offsets[u + 1], x)
+        acc = np.full(n_pad, base_margin, np.float32)
+        for t in range(n_trees):
+            off = np.uint64(tree_offsets[t])
+            depth = tree_depths[t]
+            for g in range(n_groups):
+                row = np.uint64(g * _LANES * stride)
+                s = np.uint64(stride)
+                i0 = np.uint64(0)
+                i1 = np.uint64(0)
+                i2 = np.uint64(0)
+                i3 = np.uint64(0)
+                i4 = np.uint64(0)
+                i5 = np.uint64(0)
+                i6 = np.uint64(0)
+                i7 = np.uint64(0)
+                for _ in range(depth):
+                    i0 = _step(nodes, off, q, row, i0)
+                    i1 = _step(nodes, off, q, row + s, i1)
+                    i2 = _step(nodes, off, q, row + np.uint64(2) * s, i2)
+                    i3 = _step(nodes, off, q, row + np.uint64(3) * s, i3)
+                    i4 = _step(nodes, off, q, row + np.uint64(4) * s, i4)
+                    i5 = _step(nodes, off, q, row + np.uint64(5) * s, i5)
+                    i6 = _step(nodes, off, q, row + np.uint64(6) * s, i6)
+                    i7 = _step(nodes, off, q, row + np.uint64(7) * s, i7)
+                a = g * _LANES
+                acc[a] += leaf_value[off + i0]
+                acc[a + 1] += leaf_value[off + i1]
+                acc[a + 2] += leaf_value[off + i2]
+                acc[a + 3] += leaf_value[off + i3]
+                acc[a + 4] += leaf_value[off + i4]
+                acc[a + 5] += leaf_value[off + i5]
+                acc[a + 6] += leaf_value[off + i6]
+                acc[a + 7] += leaf_value[off + i7]
+        for i in range(nb):
+            out[r0 + i] = acc[i]
+
+
+@njit(parallel=True, cache=True)
+def _predict_float(
+    X, tree_offsets, feature, threshold, default_left, left_child, leaf_value, base_margin, out
+):
+    n_rows = X.shape[0]
+    n_trees = tree_offsets.shape[0] - 1
+    for r in prange(n_rows):
+        acc = np.float32(base_margin)
+        for t in range(n_trees):
+            off = tree_offsets[t]
+            i = 0
+            f = feature[off]
+            while f >= 0:
+                x = X[r, f]
+                # XGBoost: left iff x < threshold; a missing value follows default_left.
+                go_right = default_left[off + i] == 0 if x != x else not x < threshold[off + i]
+                i = left_child[off + i] + (1 if go_right else 0)
+                f = feature[off + i]
+            acc += leaf_value[off + i]
+        out[r] = acc

@@ -1,0 +1,241 @@
+"""Sharded scoring on real Dask clusters of worker processes: same answers on any number of
+workers, exactly once through worker deaths and concurrent runs, on any scheduler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import xgboost as xgb
+from distributed import Client
+
+from datasets import get_dataset
+from flows.resources import lake_of, model_store_of
+from flows.score import score
+from flows.settings import Settings
+from tasks.cluster import ClusterSpec, local_cluster
+from tasks.features import feature_matrix
+from tasks.ledger import read_ledger
+from tasks.scoring import ModelRef, score_rows
+from tasks.training import register_model, train_classifier
+from tasks.validation import silver_schema
+
+pytestmark = pytest.mark.integration
+
+ADULT = get_dataset("adult")
+DS = "2024-02-01"
+
+
+def seed_silver(settings: Settings, ds: str, rows: int, seed: int = 0) -> pd.DataFrame:
+    frame = ADULT.synthesize(rows, seed=seed)
+    frame["_row_id"] = [f"{ds}-{i:08d}" for i in range(rows)]
+    frame["_source"] = "synthetic"
+    frame["_line"] = np.arange(rows)
+    frame["_ingested_at"] = pd.Timestamp("2024-01-01", tz="UTC")
+    frame["ds"] = ds
+    frame["_run_id"] = "seed"
+    table = pa.Table.from_pandas(frame, schema=silver_schema(ADULT), preserve_index=False)
+    lake_of(settings).replace_slice("silver", "adult", table, {"ds": ds}, run_id="seed")
+    return frame
+
+
+def train_champion(settings: Settings, frame: pd.DataFrame, rounds: int = 60):
+    trained = train_classifier(frame, ADULT.roles, rounds=rounds)
+    store = model_store_of(settings)
+    card = register_model.fn(store, "adult", ADULT.roles, trained, {"ds": [DS]}, promote=True)
+    return card, trained
+
+
+def predictions(settings: Settings, ds: str = DS) -> pd.DataFrame:
+    table = lake_of(settings).read("predictions", "adult", where={"ds": ds})
+    return table.to_pandas().sort_values("_row_id").reset_index(drop=True)
+
+
+def score_entry(settings: Settings, ds: str = DS) -> pd.Series:
+    ledger = read_ledger(lake_of(settings), "adult", ds)
+    return ledger[ledger["stage"] == "score"].iloc[-1]
+
+
+@pytest.fixture(scope="module")
+def scored_day(tmp_path_factory, prefect_api):
+    settings = Settings(home=tmp_path_factory.mktemp("home"), lake_row_group_rows=2048)
+    frame = seed_silver(settings, DS, 20_000)
+    card, trained = train_champion(settings, frame)
+    return settings, frame, card, trained
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_any_number_of_workers_gives_the_single_process_and_xgboost_answer(scored_day, workers):
+    settings, frame, card, trained = scored_day
+    with local_cluster(ClusterSpec(workers=workers, device="cpu")) as address:
+        run = settings.model_copy(update={"dask_address": address, "shard_rows": 4096})
+        score.with_options(task_runner=_runner(address))("adult", DS, run)
+    scored = predictions(settings)
+    assert len(scored) == len(frame) and scored["_row_id"].is_unique
+    assert len(score_entry(settings)["details"]["shards"]) == 5
+
+    rows = pa.Table.from_pandas(frame, preserve_index=False)
+    models = [ModelRef("adult", card.version, "champion", model_store_of(settings))]
+    single, _, _ = score_rows(rows, models, DS, "single")
+    single = single.to_pandas().sort_values("_row_id").reset_index(drop=True)
+    np.testing.assert_array_equal(scored["score"].to_numpy(), single["score"].to_numpy())
+
+    order = frame.sort_values("_row_id")
+    X = feature_matrix(order, card.feature_spec)
+    reference = trained.booster.predict(xgb.DMatrix(X, feature_names=list(card.feature_spec.names)))
+    np.testing.assert_allclose(scored["score"].to_numpy(), reference, rtol=0, atol=2e-7)
+
+
+def _runner(address: str):
+    from tasks.cluster import dask_task_runner
+
+    return dask_task_runner(address, ClusterSpec())
+
+
+def test_a_killed_worker_costs_a_retry_not_a_row(tmp_path, prefect_api):
+    settings = Settings(home=tmp_path / "home", lake_row_group_rows=2048, shard_rows=2048)
+    frame = seed_silver(settings, DS, 120_000)
+    train_champion(settings, frame.iloc[:20_000], rounds=300)
+    with local_cluster(ClusterSpec(workers=2, device="cpu")) as address:
+        run = settings.model_copy(update={"dask_address": address})
+        outcome: dict = {}
+        worker = threading.Thread(
+            target=lambda: outcome.update(result=_score_or_error(run)), daemon=True
+        )
+        worker.start()
+        _kill_a_busy_worker(address, run)
+        worker.join(300)
+    assert outcome["result"] == {"scored": 120_000, "model_version": "v1"}
+    scored = predictions(settings)
+    assert len(scored) == 120_000 and scored["_row_id"].is_unique
+    details = score_entry(settings)["details"]
+    assert details["retried_shards"], "the ledger shows the shard the dead worker was running"
+
+
+def _score_or_error(settings: Settings):
+    try:
+        return score.with_options(task_runner=_runner(settings.dask_address))("adult", DS, settings)
+    except Exception as error:  # noqa: BLE001 - reported by the assertion
+        return error
+
+
+def _kill_a_busy_worker(address: str, settings: Settings) -> None:
+    """SIGKILL a worker process as soon as shards are running on it."""
+    import fsspec
+
+    deadline = time.monotonic() + 120
+    with Client(address) as client:
+        while time.monotonic() < deadline:
+            processing = {w: t for w, t in client.processing().items() if t}
+            fs = fsspec.filesystem("file")
+            staged = [p for p in fs.glob(f"{settings.lake_uri}/_staging/adult/{DS}/*/*")]
+            if processing and len(staged) >= 4:
+                victim = sorted(processing)[0]
+                pid = client.run(os.getpid, workers=[victim])[victim]
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+    raise AssertionError("no shard started running within two minutes")
+
+
+def test_two_runs_of_one_day_at_once_converge_to_one_slice(scored_day, dask_address):
+    settings, frame, card, _ = scored_day
+    run = settings.model_copy(update={"dask_address": dask_address, "shard_rows": 4096})
+    results: list = []
+    threads = [
+        threading.Thread(target=lambda: results.append(_score_or_error(run))) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert results == [{"scored": 20_000, "model_version": card.version}] * 2
+    scored = predictions(settings)
+    assert len(scored) == 20_000 and scored["_row_id"].is_unique
+    assert set(scored["_row_id"]) == set(frame["_row_id"])
+
+
+def test_an_external_scheduler_is_used_when_its_address_is_set(scored_day, tmp_path, prefect_api):
+    settings, frame, _, _ = scored_day
+    scheduler_file = tmp_path / "scheduler.json"
+    dask = str(Path(sys.executable).with_name("dask"))
+    env = os.environ | {"PREFECT_API_URL": prefect_api}
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker = None
+    try:
+        _wait_for(scheduler_file.exists, 60)
+        worker = subprocess.Popen(
+            [dask, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+             "--no-dashboard", "--host", "127.0.0.1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        with Client(scheduler_file=str(scheduler_file)) as client:
+            client.wait_for_workers(1, timeout=60)
+            address = client.scheduler.address
+        run = settings.model_copy(update={"dask_address": address})
+        result = score.with_options(task_runner=_runner(address))("adult", "2024-02-01", run)
+    finally:
+        for process in (worker, scheduler):
+            if process:
+                process.terminate()
+                process.wait(30)
+    assert result["scored"] == len(frame)
+    assert score_entry(settings)["details"]["cluster"].startswith(
+        f"Dask scheduler {address}: 1 workers"
+    )
+
+
+def _wait_for(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.1)
+
+
+@pytest.mark.gpu
+def test_local_cuda_cluster_scores_like_the_cpu(scored_day):
+    settings, _, _, _ = scored_day
+    cpu = predictions(settings)
+    spec = ClusterSpec(device="auto")
+    with local_cluster(spec) as address:
+        run = settings.model_copy(update={"dask_address": address, "device": "gpu"})
+        score.with_options(task_runner=_runner(address))("adult", DS, run)
+    gpu = predictions(settings)
+    assert score_entry(settings)["details"]["devices"] == ["gpu"]
+    np.testing.assert_allclose(gpu["score"], cpu["score"], atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_gpu_out_of_memory_halves_the_batch(scored_day):
+    settings, frame, card, _ = scored_day
+    import cupy
+
+    from tasks.scoring import cached_forest, predict_in_batches
+
+    rows = pa.Table.from_pandas(frame, preserve_index=False)
+    _, forest = cached_forest(ModelRef("adult", card.version, "champion", model_store_of(settings)))
+    pool = cupy.cuda.MemoryPool()
+    pool.set_limit(size=6 * 2**20)
+    cupy.cuda.set_allocator(pool.malloc)
+    try:
+        scores, device, events = predict_in_batches(
+            rows, card.feature_spec, forest, "gpu", batch_rows=len(frame), min_batch_rows=256
+        )
+    finally:
+        cupy.cuda.set_allocator(cupy.cuda.MemoryPool().malloc)
+    assert any("batch halved" in event for event in events)
+    assert len(scores) == len(frame) and not np.isnan(scores).any()
