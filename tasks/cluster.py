@@ -119,7 +119,11 @@ def inspect_cluster() -> ClusterInfo:
     """Runs on a worker: the cluster it belongs to, as the scheduler sees it."""
     from distributed import get_client
 
-    client = get_client()
+    try:
+        client = get_client()
+    except ValueError:
+        device = _worker_device()
+        return ClusterInfo("in-process (no Dask cluster)", 1, 1, (device,), None)
     workers = client.scheduler_info(n_workers=-1)["workers"]
     devices = client.run(_worker_device)
     return ClusterInfo(
