@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -15,8 +16,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 app = typer.Typer(help="tidewater: batch ML pipelines from landing zone to drift reports.")
-console = Console()
-err = Console(stderr=True)
+# Piped output (make, CI logs) gets a table wide enough to read instead of 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DateOption = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])]
 
@@ -179,9 +181,17 @@ def status(dataset: str) -> None:
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    stop: Annotated[bool, typer.Option("--stop", help="stop the embedded server instead")] = False,
+) -> None:
     """Start the embedded Prefect server (API + UI) if none is configured, and print its URL."""
     settings = _settings()
+    if stop:
+        from deployments.server import stop_server
+
+        stopped = stop_server(settings.home)
+        console.print("stopped the embedded Prefect server" if stopped else "no server was running")
+        return
     if os.environ.get("PREFECT_API_URL"):
         console.print(f"using the configured Prefect API {os.environ['PREFECT_API_URL']}")
         return
