@@ -37,13 +37,16 @@ def score(dataset: str, ds: str, settings: Settings | None = None) -> dict:
         logger.info("scoring on %s", cluster.describe())
         publish_dashboard_link(cluster, key=f"dask-{dataset}-{ds}".lower().replace("_", "-"))
         models = resolve_models(store, dataset)
-        shards = plan_shards(lake, dataset, ds, settings.shard_rows, settings.shard_bytes)
+        shards = plan_shards(
+            lake, dataset, ds, settings.shard_rows, settings.shard_bytes, cluster.threads
+        )
         progress = ShardProgress.start(dataset, ds, total=len(shards))
         futures = score_shard.with_options(retries=settings.shard_retries).map(
             shards,
             models=unmapped(models),
             ds=unmapped(ds),
             run_id=unmapped(run_id),
+            lake_root=unmapped(settings.lake_uri),
             staging_uri=unmapped(staging),
             device=unmapped(settings.device),
             batch_rows=unmapped(settings.score_batch_rows),

@@ -57,6 +57,13 @@ def _as_arrow(frame: pd.DataFrame | pa.Table, name: str) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(frame[name], from_pandas=True)])
 
 
+def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    """The column as one dictionary array (Parquet dictionary pages are used as they are)."""
+    if pa.types.is_dictionary(column.type):
+        return column.unify_dictionaries().combine_chunks()
+    return pc.cast(column, pa.string()).combine_chunks().dictionary_encode()
+
+
 def feature_matrix(frame: pd.DataFrame | pa.Table, spec: FeatureSpec, device: str = "cpu"):
     """The (rows, features) float32 matrix of `frame`; NaN for missing and unknown values."""
     numeric = []
@@ -65,8 +72,7 @@ def feature_matrix(frame: pd.DataFrame | pa.Table, spec: FeatureSpec, device: st
         numeric.append(column.combine_chunks().to_numpy(zero_copy_only=False))
     categorical = []
     for name in spec.categorical:
-        column = pc.cast(_as_arrow(frame, name), pa.string()).combine_chunks()
-        encoded = column.dictionary_encode()
+        encoded = _dictionary(_as_arrow(frame, name))
         codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
         lookup = build_lookup(encoded.dictionary.to_pylist(), spec.vocabulary[name])
         categorical.append((codes, lookup))

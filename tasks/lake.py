@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import (
     CommitProperties,
     DeltaTable,
@@ -18,6 +22,7 @@ from deltalake import (
     write_deltalake,
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction
 
 from tasks import step
 
@@ -27,6 +32,17 @@ RUN_ID_KEY = "tidewater.run_id"
 TXN_KEY = "tidewater.txn"
 
 _SLICE_VALUE = re.compile(r"^[A-Za-z0-9_.:+\-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A data file written into a table's folder, waiting to be committed."""
+
+    path: str
+    size: int
+    partition: dict[str, str]
+    rows: int
+    stats: str
 
 
 class SliceWriteError(RuntimeError):
@@ -115,10 +131,13 @@ class Lake:
         return self._commit(
             table,
             dataset,
-            data,
-            mode="overwrite",
-            predicate=predicate,
-            partition_by=partition_by,
+            self._write(
+                self.uri(table, dataset),
+                data,
+                mode="overwrite",
+                predicate=predicate,
+                partition_by=partition_by,
+            ),
             app_id=f"tidewater:{table}:{dataset or ''}:{slice_key}",
             metadata={RUN_ID_KEY: run_id, "tidewater.slice": slice_key},
         )
@@ -136,15 +155,37 @@ class Lake:
         return self._commit(
             table,
             dataset,
-            data,
-            mode="append",
-            predicate=None,
-            partition_by=partition_by,
+            self._write(
+                self.uri(table, dataset),
+                data,
+                mode="append",
+                predicate=None,
+                partition_by=partition_by,
+            ),
             app_id=f"tidewater:{table}:{dataset or ''}:append:{run_id}",
             metadata={RUN_ID_KEY: run_id},
         )
 
-    def _commit(self, table, dataset, data, *, mode, predicate, partition_by, app_id, metadata):
+    def _write(self, uri, data, *, mode, predicate, partition_by):
+        def write(properties: CommitProperties) -> None:
+            write_deltalake(
+                uri,
+                data,
+                mode=mode,
+                predicate=predicate,
+                partition_by=list(partition_by) or None,
+                storage_options=self._options(),
+                commit_properties=properties,
+                writer_properties=WriterProperties(max_row_group_size=self.row_group_rows),
+            )
+
+        return write
+
+    def _commit(
+        self, table, dataset, write: Callable[[CommitProperties], None], *, app_id, metadata
+    ):
+        """Run `write` with commit properties carrying a fresh app transaction, retrying on
+        conflicts; a commit that reports an error although it landed is found in the log."""
         uri = self.uri(table, dataset)
         last_error: Exception | None = None
         for attempt in range(self.commit_attempts):
@@ -154,19 +195,9 @@ class Lake:
                 app_transactions=[Transaction(app_id=app_id, version=txn_version)],
             )
             try:
-                write_deltalake(
-                    uri,
-                    data,
-                    mode=mode,
-                    predicate=predicate,
-                    partition_by=list(partition_by) or None,
-                    storage_options=self._options(),
-                    commit_properties=properties,
-                    writer_properties=WriterProperties(max_row_group_size=self.row_group_rows),
-                )
+                write(properties)
                 return self._landed_version(table, dataset, app_id, txn_version)
             except (CommitFailedError, DeltaError, OSError) as error:
-                # A commit can report an error although it landed: reconcile via the log.
                 landed = self._landed_version(table, dataset, app_id, txn_version)
                 if landed is not None:
                     return landed
@@ -175,6 +206,79 @@ class Lake:
         raise SliceWriteError(
             f"could not commit to {uri} after {self.commit_attempts} attempts"
         ) from last_error
+
+    def stage_file(
+        self, table: str, dataset: str | None, data: pa.Table, partition: Mapping[str, str]
+    ) -> StagedFile:
+        """Write `data` (all in `partition`) as a new, uniquely named data file of the table,
+        not yet part of it: a later `commit_files` adds it. Unreferenced files (from an
+        attempt that never got committed) are invisible and removed by VACUUM."""
+        folder = "/".join(f"{name}={_checked(value)}" for name, value in partition.items())
+        path = f"{folder}/part-{uuid.uuid4().hex}.parquet"
+        fs, root = fsspec.core.url_to_fs(self.uri(table, dataset), **dict(self.storage_options))
+        fs.makedirs(f"{root}/{folder}", exist_ok=True)
+        body = data.drop_columns([name for name in partition if name in data.column_names])
+        with fs.open(f"{root}/{path}", "wb") as handle:
+            pq.write_table(body, handle, row_group_size=self.row_group_rows, compression="zstd")
+        stats = json.dumps({"numRecords": data.num_rows})
+        return StagedFile(path, fs.size(f"{root}/{path}"), dict(partition), data.num_rows, stats)
+
+    def commit_files(
+        self,
+        table: str,
+        dataset: str | None,
+        files: Sequence[StagedFile],
+        schema: pa.Schema,
+        slice_: Mapping[str, str],
+        *,
+        run_id: str,
+        partition_by: Sequence[str],
+    ) -> int:
+        """Replace exactly the slice by the staged `files`, in one atomic commit."""
+        for file in files:
+            if any(file.partition.get(name) != value for name, value in slice_.items()):
+                raise ValueError(f"staged file {file.path} is outside the slice {dict(slice_)}")
+        self.ensure_table(table, dataset, schema, partition_by)
+        now = int(time.time() * 1000)
+        actions = [AddAction(f.path, f.size, f.partition, now, True, f.stats) for f in files]
+        filters = [(name, "=", _checked(value)) for name, value in slice_.items()]
+
+        def write(properties: CommitProperties) -> None:
+            self.table(table, dataset).create_write_transaction(
+                actions,
+                mode="overwrite",
+                schema=schema,
+                partition_by=list(partition_by),
+                partition_filters=filters,
+                commit_properties=properties,
+            )
+
+        slice_key = ",".join(f"{k}={v}" for k, v in slice_.items())
+        return self._commit(
+            table,
+            dataset,
+            write,
+            app_id=f"tidewater:{table}:{dataset or ''}:{slice_key}",
+            metadata={RUN_ID_KEY: run_id, "tidewater.slice": slice_key},
+        )
+
+    def ensure_table(
+        self, table: str, dataset: str | None, schema: pa.Schema, partition_by: Sequence[str]
+    ) -> None:
+        """Create the table empty with `schema` if it does not exist yet."""
+        if self.table(table, dataset) is not None:
+            return
+        try:
+            write_deltalake(
+                self.uri(table, dataset),
+                schema.empty_table(),
+                mode="append",
+                partition_by=list(partition_by) or None,
+                storage_options=self._options(),
+            )
+        except (CommitFailedError, DeltaError):
+            if self.table(table, dataset) is None:
+                raise
 
     def _landed_version(self, table, dataset, app_id, txn_version) -> int | None:
         """The version of the commit carrying our transaction, if it landed."""

@@ -20,7 +20,7 @@ from kernels import Forest, compile_forest, predict
 from kernels.device import resolve
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix
-from tasks.lake import Lake
+from tasks.lake import Lake, StagedFile
 from tasks.model_store import ModelCard, ModelStore
 
 PREDICTIONS_SCHEMA = pa.schema(
@@ -74,16 +74,22 @@ class ShardScores:
     device: str
     worker: str
     events: tuple[str, ...]
-    predictions: pa.Table = field(repr=False)
+    files: dict[str, StagedFile] = field(repr=False)
 
 
 @step(retries=2)
 def plan_shards(
-    lake: Lake, dataset: str, ds: str, shard_rows: int, shard_bytes: int = 256 * 2**20
+    lake: Lake,
+    dataset: str,
+    ds: str,
+    shard_rows: int,
+    shard_bytes: int = 256 * 2**20,
+    min_shards: int = 1,
 ) -> list[Shard]:
-    """Consecutive row groups of the partition's files packed into balanced shards of at
-    most `shard_rows` rows and `shard_bytes` uncompressed bytes (a larger row group is a
-    shard of its own), so each worker reads only its own bytes."""
+    """Consecutive row groups of the partition's files packed into balanced shards of about
+    `shard_rows` rows and `shard_bytes` uncompressed bytes at most, and at least
+    `min_shards` of them (one per worker thread keeps every worker busy) as far as row
+    groups allow. Each worker then reads only its own bytes."""
     table = lake.table("silver", dataset)
     if table is None:
         return []
@@ -96,6 +102,7 @@ def plan_shards(
     total_rows = sum(g[2] for g in groups)
     total_bytes = sum(g[3] for g in groups)
     count = max(1, -(-total_rows // shard_rows), -(-total_bytes // shard_bytes))
+    count = min(max(count, min_shards), max(1, len(groups)))
     target = -(-total_rows // count)
     members: list[list[ShardPart]] = [[] for _ in range(count)]
     offset = 0
@@ -116,15 +123,18 @@ def _parquet_metadata(uri: str, storage_options: Mapping[str, str]) -> pq.FileMe
 
 
 def read_shard(
-    shard: Shard, columns: Sequence[str], storage_options: Mapping[str, str]
+    shard: Shard,
+    columns: Sequence[str],
+    storage_options: Mapping[str, str],
+    categorical: Sequence[str] = (),
 ) -> pa.Table:
-    """Only this shard's row groups and only `columns`."""
+    """Only this shard's row groups and only `columns`; `categorical` ones stay dictionary
+    encoded as stored."""
     tables = []
     for part in shard.parts:
         with fsspec.open(part.uri, "rb", **dict(storage_options)) as handle:
-            tables.append(
-                pq.ParquetFile(handle).read_row_groups(list(part.row_groups), columns=list(columns))
-            )
+            parquet = pq.ParquetFile(handle, read_dictionary=list(categorical))
+            tables.append(parquet.read_row_groups(list(part.row_groups), columns=list(columns)))
     return pa.concat_tables(tables) if tables else pa.table({name: [] for name in columns})
 
 
@@ -132,11 +142,11 @@ _FORESTS: dict[tuple, tuple[ModelCard, Forest]] = {}
 
 
 def cached_forest(model: ModelRef) -> tuple[ModelCard, Forest]:
-    """The model's compiled forest, loaded once per worker process: its bytes are checked
-    against the registry's checksum on load, and the forest stays cached (the GPU launcher
-    keeps its arrays on the device), so scoring a shard never ships the model again."""
-    card = model.store.card(model.dataset, model.version)
-    key = (model.store.root, model.dataset, model.version, card.checksum)
+    """The model's compiled forest, loaded once per worker process (versions are immutable):
+    its bytes are checked against the registry's checksum on load, and the forest stays
+    cached (the GPU launcher keeps its arrays on the device), so scoring a shard never ships
+    the model again."""
+    key = (model.store.root, model.dataset, model.version)
     if key not in _FORESTS:
         stored = model.store.load(model.dataset, model.version)
         _FORESTS[key] = (stored.card, compile_forest(stored.model_json))
@@ -209,13 +219,13 @@ def score_rows(
             pa.Table.from_pydict(
                 {
                     "_row_id": rows.column("_row_id"),
-                    "ds": [ds] * n,
-                    "model_version": [model.version] * n,
-                    "role": [model.role] * n,
+                    "ds": _constant(ds, n, pa.string()),
+                    "model_version": _constant(model.version, n, pa.string()),
+                    "role": _constant(model.role, n, pa.string()),
                     "score": scores,
                     "label": (scores >= 0.5).astype(np.int8),
-                    "_run_id": [run_id] * n,
-                    "_scored_at": [now] * n,
+                    "_run_id": _constant(run_id, n, pa.string()),
+                    "_scored_at": _constant(now, n, PREDICTIONS_SCHEMA.field("_scored_at").type),
                 },
                 schema=PREDICTIONS_SCHEMA,
             )
@@ -234,6 +244,10 @@ def _match_worker_threads() -> None:
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _constant(value, n: int, type_: pa.DataType) -> pa.Array:
+    return pa.repeat(pa.scalar(value, type_), n)
 
 
 def _worker_name() -> str:
@@ -280,21 +294,35 @@ def score_shard(
     models: Sequence[ModelRef],
     ds: str,
     run_id: str,
+    lake_root: str,
     staging_uri: str,
     device: str = "auto",
     batch_rows: int = 1 << 20,
     storage_options: Mapping[str, str] | None = None,
 ) -> ShardScores:
-    """Read one shard (feature columns and `_row_id` only) and score it with every model
-    on this worker's device. Side-effect free but for an attempt marker: the driver commits."""
+    """Read one shard (feature columns and `_row_id` only), score it with every model on
+    this worker's device, and stage each model's rows as a new data file of the predictions
+    table. Nothing is committed here: the driver commits the files of finished shards once,
+    so a shard that runs twice (retry, dead worker) leaves at most an orphan file."""
     options = storage_options or {}
     record_attempt(staging_uri, shard, options)
     _match_worker_threads()
     started = time.perf_counter()
     cards = [cached_forest(model)[0] for model in models]
     columns = sorted({"_row_id", *(name for card in cards for name in card.feature_spec.names)})
-    rows = read_shard(shard, columns, options)
+    categorical = {name for card in cards for name in card.feature_spec.categorical}
+    rows = read_shard(shard, columns, options, sorted(categorical))
     predictions, device_used, events = score_rows(rows, models, ds, run_id, device, batch_rows)
+    lake = Lake(lake_root, options)
+    files = {
+        model.version: lake.stage_file(
+            "predictions",
+            model.dataset,
+            predictions.filter(pc.equal(predictions["model_version"], model.version)),
+            {"ds": ds, "model_version": model.version},
+        )
+        for model in models
+    }
     return ShardScores(
         shard=shard.index,
         rows=rows.num_rows,
@@ -302,17 +330,8 @@ def score_shard(
         device=device_used,
         worker=_worker_name(),
         events=tuple(events),
-        predictions=predictions,
+        files=files,
     )
-
-
-def predictions_of(results: Sequence[ShardScores], version: str) -> pa.Table:
-    """Every shard's predictions of one model version."""
-    tables = [
-        result.predictions.filter(pc.equal(result.predictions["model_version"], version))
-        for result in results
-    ]
-    return pa.concat_tables(tables) if tables else PREDICTIONS_SCHEMA.empty_table()
 
 
 @step(retries=2)
@@ -325,12 +344,14 @@ def commit_predictions(
     run_id: str,
 ) -> dict[str, int]:
     """After every shard finished: per model version, replace its (ds, version) slice of
-    the predictions table with all shards' rows in one commit. Returns versions written."""
+    the predictions table with the files the shards staged, in one commit. Files of
+    attempts that did not finish are never committed. Returns the versions written."""
     return {
-        f"predictions@{model.version}": lake.replace_slice(
+        f"predictions@{model.version}": lake.commit_files(
             "predictions",
             dataset,
-            predictions_of(results, model.version),
+            [result.files[model.version] for result in results],
+            PREDICTIONS_SCHEMA,
             {"ds": ds, "model_version": model.version},
             run_id=run_id,
             partition_by=("ds", "model_version"),
