@@ -9,31 +9,51 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.forest_model import NAN_BIN, BinnedLayout, Forest, binned_layout
+from kernels.forest_model import NAN_BIN, BinnedLayout, Forest, binned_layout, lane_nodes
 
-# Rows quantised and walked together; their bins (ROW_BLOCK * n_used * 2 bytes) and the tree
-# being walked stay in L1 while the block passes through every tree.
+# Rows walked together: their values (ROW_BLOCK * n_features * 4 bytes, or 2 bytes per used
+# feature once binned) and the tree being walked stay in L1 while the block passes every tree.
 ROW_BLOCK = 256
+# Rows advanced in lock-step through a tree, their node indices in registers: eight independent
+# load chains hide the latency of each dependent node -> feature load.
 _LANES = 8
+# Deeper than this, the binned walk wins (see kernels/forest_model.py).
+BINNED_MIN_DEPTH = 11
 
 
 def predict_margin_cpu(
     forest: Forest, X: np.ndarray, out: np.ndarray | None = None, method: str = "auto"
 ) -> np.ndarray:
-    """Raw margins of `forest` for float32 rows `X` (n_rows, n_features), written into `out`.
+    """Raw margins of `forest` for C-contiguous float32 rows `X`, written into `out` (float32).
 
-    `method` is "auto", "binned" (uint16 bins, lock-step lanes) or "float" (direct walk on the
-    float inputs; used automatically when the model exceeds the binned encoding's limits).
+    `method`: "lanes" (lock-step walk on the float inputs), "binned" (the same on uint16 bins;
+    unavailable past 65533 distinct thresholds per feature or 65535 nodes per tree), "scalar"
+    (one row at a time; the plain reference twin), or "auto" (binned for trees deeper than 10
+    when available, else lanes). All give the same bits.
     """
     n_rows = X.shape[0]
     if out is None:
         out = np.empty(n_rows, np.float32)
     if n_rows == 0:
         return out
-    layout = binned_layout(forest) if method in ("auto", "binned") else None
-    if method == "binned" and layout is None:
-        raise ValueError("this forest exceeds the binned layout's limits; use method='float'")
-    if layout is not None:
+    if method == "auto":
+        deep = forest.max_depth >= BINNED_MIN_DEPTH and binned_layout(forest) is not None
+        method = "binned" if deep else "lanes"
+    if method == "lanes":
+        _predict_lanes(
+            X,
+            lane_nodes(forest),
+            forest.threshold,
+            forest.tree_offsets,
+            forest.tree_depths,
+            forest.leaf_value,
+            forest.base_margin,
+            out,
+        )
+    elif method == "binned":
+        layout = binned_layout(forest)
+        if layout is None:
+            raise ValueError("this forest exceeds the binned layout's limits")
         _predict_binned(
             X,
             _as_args(layout),
@@ -43,8 +63,8 @@ def predict_margin_cpu(
             forest.base_margin,
             out,
         )
-    else:
-        _predict_float(
+    elif method == "scalar":
+        _predict_scalar(
             X,
             forest.tree_offsets,
             forest.feature,
@@ -55,6 +75,8 @@ def predict_margin_cpu(
             forest.base_margin,
             out,
         )
+    else:
+        raise ValueError(f"unknown method {method!r}")
     return out
 
 
@@ -144,7 +166,7 @@ def _predict_binned(X, layout, tree_offsets, tree_depths, leaf_value, base_margi
 
 
 @njit(parallel=True, cache=True)
-def _predict_float(
+def _predict_scalar(
     X, tree_offsets, feature, threshold, default_left, left_child, leaf_value, base_margin, out
 ):
     n_rows = X.shape[0]
@@ -163,3 +185,70 @@ def _predict_float(
                 f = feature[off + i]
             acc += leaf_value[off + i]
         out[r] = acc
+
+
+@njit(cache=True, inline="always")
+def _lane_step(nodes, threshold, off, x_flat, row, idx):
+    """One branch-free step of a lane on float inputs: the next local node index."""
+    k = off + idx
+    w = nodes[k]
+    x = x_flat[row + (w & np.uint64(0xFFFFFFFF))]
+    # not (x < t) == (x >= t) for non-NaN x; a leaf's NaN threshold never sends a row right.
+    right = (x >= threshold[k]) | ((x != x) & ((w >> np.uint64(63)) != np.uint64(0)))
+    return ((w >> np.uint64(32)) & np.uint64(0x7FFFFFFF)) + np.uint64(right)
+
+
+@njit(parallel=True, cache=True)
+def _predict_lanes(X, nodes, threshold, tree_offsets, tree_depths, leaf_value, base_margin, out):
+    n_rows, n_features = X.shape
+    x_flat = X.reshape(n_rows * n_features)
+    n_trees = tree_depths.shape[0]
+    n_blocks = (n_rows + ROW_BLOCK - 1) // ROW_BLOCK
+    for blk in prange(n_blocks):
+        r0 = blk * ROW_BLOCK
+        nb = min(n_rows, r0 + ROW_BLOCK) - r0
+        n_pad = (nb + _LANES - 1) // _LANES * _LANES
+        acc = np.full(n_pad, base_margin, np.float32)
+        # Padding lanes re-walk the block's last row; their sums are never written.
+        starts = np.empty(n_pad, np.uint64)
+        for i in range(n_pad):
+            starts[i] = np.uint64((r0 + min(i, nb - 1)) * n_features)
+        for t in range(n_trees):
+            off = np.uint64(tree_offsets[t])
+            depth = tree_depths[t]
+            for a in range(0, n_pad, _LANES):
+                p0 = starts[a]
+                p1 = starts[a + 1]
+                p2 = starts[a + 2]
+                p3 = starts[a + 3]
+                p4 = starts[a + 4]
+                p5 = starts[a + 5]
+                p6 = starts[a + 6]
+                p7 = starts[a + 7]
+                i0 = np.uint64(0)
+                i1 = np.uint64(0)
+                i2 = np.uint64(0)
+                i3 = np.uint64(0)
+                i4 = np.uint64(0)
+                i5 = np.uint64(0)
+                i6 = np.uint64(0)
+                i7 = np.uint64(0)
+                for _ in range(depth):
+                    i0 = _lane_step(nodes, threshold, off, x_flat, p0, i0)
+                    i1 = _lane_step(nodes, threshold, off, x_flat, p1, i1)
+                    i2 = _lane_step(nodes, threshold, off, x_flat, p2, i2)
+                    i3 = _lane_step(nodes, threshold, off, x_flat, p3, i3)
+                    i4 = _lane_step(nodes, threshold, off, x_flat, p4, i4)
+                    i5 = _lane_step(nodes, threshold, off, x_flat, p5, i5)
+                    i6 = _lane_step(nodes, threshold, off, x_flat, p6, i6)
+                    i7 = _lane_step(nodes, threshold, off, x_flat, p7, i7)
+                acc[a] += leaf_value[off + i0]
+                acc[a + 1] += leaf_value[off + i1]
+                acc[a + 2] += leaf_value[off + i2]
+                acc[a + 3] += leaf_value[off + i3]
+                acc[a + 4] += leaf_value[off + i4]
+                acc[a + 5] += leaf_value[off + i5]
+                acc[a + 6] += leaf_value[off + i6]
+                acc[a + 7] += leaf_value[off + i7]
+        for i in range(nb):
+            out[r0 + i] = acc[i]

@@ -17,12 +17,17 @@ perfect (complete) tree because its size follows the real node count: XGBoost tr
 extra child-index load per step is independent of the feature load, so it is off the critical
 path of the walk.
 
-For the CPU twin the split thresholds are also turned into integer bins: per used feature, the
-sorted distinct thresholds (`cuts`), and per node the index `j` of its threshold in them. An input
-value `x` is mapped once to `b = #{cuts <= x}` so that `x < cuts[j]  <=>  b <= j` exactly, NaN to
-a bin of its own; the walk then compares small integers (uint16) from a compact, cache-resident
-copy of the rows. For the GPU the node arrays are packed into one 16-byte record per node
-(one 128-bit load per step, staged in shared memory when a tree chunk fits).
+Kernels read derived packings of the same arrays, built once per forest:
+- CPU, trees up to depth 10: one uint64 per node (feature, left child, default-right bit) beside
+  the float32 thresholds; a block of rows is walked straight from the float32 input.
+- CPU, deeper trees: thresholds turned into integer bins: per used feature the sorted distinct
+  thresholds (`cuts`), per node the index `j` of its threshold. Inputs are mapped once to
+  `b = #{cuts <= x}` so that `x < cuts[j]  <=>  b <= j` exactly (NaN: a bin of its own), and the
+  walk compares uint16 bins from a compact copy of the block's rows, halving the bytes that must
+  stay cached next to the (larger) deep trees. Measured on 2 cores: for depth <= 8 the
+  quantisation pass costs more than it saves; at depth 12 bins are ~20% faster.
+- GPU: one 16-byte record per node (one 128-bit load per step), staged in shared memory when a
+  chunk of trees fits.
 """
 
 from __future__ import annotations
@@ -313,6 +318,20 @@ def _build_binned(forest: Forest) -> BinnedLayout | None:
     left = forest.left_child.astype(np.uint64)
     nodes = j | (marker << np.uint64(16)) | (feat << np.uint64(32)) | (left << np.uint64(48))
     return BinnedLayout(used, cuts, cut_offsets, nodes)
+
+
+def lane_nodes(forest: Forest) -> np.ndarray:
+    """Nodes packed as uint64 for the CPU twin's float walk: bits 0-31 feature, 32-62 local
+    left child, 63 set when a missing value goes right (thresholds stay in `forest.threshold`)."""
+    return forest.cached("lane_nodes", _build_lane_nodes)
+
+
+def _build_lane_nodes(forest: Forest) -> np.ndarray:
+    split = forest.feature >= 0
+    default_right = (split & (forest.default_left == 0)).astype(np.uint64)
+    feat = np.maximum(forest.feature, 0).astype(np.uint64)
+    left = forest.left_child.astype(np.uint64)
+    return feat | (left << np.uint64(32)) | (default_right << np.uint64(63))
 
 
 def gpu_node_table(forest: Forest) -> np.ndarray:

@@ -195,7 +195,7 @@ def test_load_refuses_other_versions_and_garbage(tmp_path) -> None:
         Forest.load(garbage)
 
 
-def test_binned_layout_limits_fall_back_to_float_walk() -> None:
+def test_binned_layout_limits_fall_back_to_lanes() -> None:
     # 70 000 distinct thresholds on one feature exceed the uint16 bins.
     rng = np.random.default_rng(3)
     n_trees, per_tree = 35, 2001

@@ -71,10 +71,10 @@ def test_random_models_match_xgboost(device: str, model: dict, data: dict) -> No
 
 @settings(max_examples=8, deadline=None)
 @given(model=models, data=inputs)
-def test_binned_and_float_twins_are_both_exact(model: dict, data: dict) -> None:
+def test_every_cpu_method_is_exact(model: dict, data: dict) -> None:
     booster, forest, X = _case(model, data)
     ref = xgb_margin(booster, X)
-    for method in ("binned", "float"):
+    for method in ("lanes", "binned", "scalar"):
         np.testing.assert_array_equal(bits(predict_margin_cpu(forest, X, method=method)), bits(ref))
 
 
@@ -141,7 +141,7 @@ def test_non_contiguous_and_float64_input(trained) -> None:
 
 
 @pytest.mark.parametrize("n_rows", [1, 7, 8, 9, 255, 256, 257, 1000])
-@pytest.mark.parametrize("method", ["binned", "float"])
+@pytest.mark.parametrize("method", ["lanes", "binned", "scalar"])
 def test_cpu_writes_every_output(n_rows: int, method: str) -> None:
     text, pools = random_model_json(3, 20, 6, 5, "binary:logistic")
     forest = compile_forest(text)
