@@ -69,14 +69,15 @@ def _common_length(numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]
 def _encode_cpu(
     numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]], n_rows: int
 ) -> np.ndarray:
+    # Typed lists hold writable arrays: read-only inputs (zero-copy Arrow buffers) are copied.
     num = List.empty_list(types.float32[::1])
     for col in numeric:
-        num.append(np.ascontiguousarray(col, dtype=np.float32))
+        num.append(np.require(col, np.float32, ["C", "W"]))
     codes = List.empty_list(types.int32[::1])
     lookups = List.empty_list(types.int32[::1])
     for c, lookup in categorical:
-        codes.append(np.ascontiguousarray(c, dtype=np.int32))
-        lookups.append(np.ascontiguousarray(lookup, dtype=np.int32))
+        codes.append(np.require(c, np.int32, ["C", "W"]))
+        lookups.append(np.require(lookup, np.int32, ["C", "W"]))
     out = np.empty((n_rows, len(numeric) + len(categorical)), np.float32)
     bad = _encode_kernel(num, codes, lookups, out)
     if bad:
