@@ -40,10 +40,10 @@ format: env
 	$(VENV)/bin/ruff check --fix .
 
 bench-forest: env
-	$(VENV)/bin/python -m benchmarks.forest
+	$(VENV)/bin/python -m benchmarks.forest --rows 100000 1000000 --repeats 5
 
 bench-scoring: env
-	$(VENV)/bin/python -m benchmarks.scoring
+	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 2
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .tidewater .pytest_cache

@@ -462,7 +462,7 @@ def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None
                             case.walls.append(seconds)
                             _log(f"  {rows:,} rows, shards of {shard_rows:,}: {seconds:.2f}s")
                         case.breakdown = run_breakdown(run, ds, run_id, seconds)
-                        case.shards = len(_shard_plan(run, ds))
+                        case.shards = _shards_run(run, ds)
                         key = (rows, device, shard_rows)
                         if key not in kernels:
                             kernels[key] = kernel_seconds(
@@ -480,11 +480,13 @@ def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None
             shutil.rmtree(home, ignore_errors=True)
 
 
-def _shard_plan(settings, ds: str) -> list:
+def _shards_run(settings, ds: str) -> int:
+    """How many shards the last score run of `ds` used, as its ledger row records."""
     from flows.resources import lake_of
-    from tasks.scoring import plan_shards
+    from tasks.ledger import read_ledger
 
-    return plan_shards.fn(lake_of(settings), DATASET, ds, settings.shard_rows, settings.shard_bytes)
+    ledger = read_ledger(lake_of(settings), DATASET, ds)
+    return len(ledger[ledger["stage"] == "score"].iloc[-1]["details"]["shards"])
 
 
 # --- report ------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def plan_shards(
     total_bytes = sum(g[3] for g in groups)
     count = max(1, -(-total_rows // shard_rows), -(-total_bytes // shard_bytes))
     count = min(max(count, min_shards), max(1, len(groups)))
-    target = -(-total_rows // count)
+    target = max(1, -(-total_rows // count))
     members: list[list[ShardPart]] = [[] for _ in range(count)]
     offset = 0
     for uri, index, group_rows, _ in groups:
