@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from kernels.binsearch import count_at_most
 from kernels.forest_model import NAN_BIN, BinnedLayout, Forest, binned_layout, lane_nodes
 
 # Rows walked together: their values (ROW_BLOCK * n_features * 4 bytes, or 2 bytes per used
@@ -89,16 +90,7 @@ def _bin(cuts: np.ndarray, lo: int, hi: int, x: np.float32) -> np.uint16:
     """Number of cuts[lo:hi] that are <= x (NaN: NAN_BIN)."""
     if x != x:
         return np.uint16(NAN_BIN)
-    base = lo
-    n = hi - lo
-    while n > 0:
-        half = n >> 1
-        if cuts[base + half] <= x:
-            base = base + half + 1
-            n = n - half - 1
-        else:
-            n = half
-    return np.uint16(base - lo)
+    return np.uint16(count_at_most(cuts, lo, hi, x))
 
 
 @njit(cache=True, inline="always")

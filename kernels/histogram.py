@@ -9,6 +9,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from kernels.binsearch import count_at_most
 from kernels.device import device_attributes, raw_module, resolve
 
 _SHARED_BYTES = 48 * 1024
@@ -81,16 +82,7 @@ def _flatten_edges(edges: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
 def _slot(x, cuts, lo, hi, nan_slot):
     if x != x:
         return nan_slot
-    base = lo
-    n = hi - lo
-    while n > 0:
-        half = n >> 1
-        if cuts[base + half] <= x:
-            base = base + half + 1
-            n = n - half - 1
-        else:
-            n = half
-    return base - lo
+    return count_at_most(cuts, lo, hi, x)
 
 
 @njit(parallel=True, cache=True)

@@ -118,6 +118,15 @@ def _decoded_lines(data: bytes) -> Iterator[tuple[int, str | None, bytes]]:
             yield number, None, raw
 
 
+def _text_lines(data: bytes, parsed: ParsedFile) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line; lines that are not UTF-8 become rejects."""
+    for number, text, raw in _decoded_lines(data):
+        if text is None:
+            parsed.rejects.append(Reject(number, _raw_text(raw), "line is not valid UTF-8"))
+        elif text.strip():
+            yield number, text
+
+
 def _raw_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
@@ -141,12 +150,7 @@ def parse_csv(data: bytes, columns: Sequence[str], delimiter: str = ",") -> Pars
     header: list[str] | None = None
     missing: list[str] = []
     header_problem: str | None = None
-    for number, text, raw in _decoded_lines(data):
-        if text is None:
-            parsed.rejects.append(Reject(number, _raw_text(raw), "line is not valid UTF-8"))
-            continue
-        if not text.strip():
-            continue
+    for number, text in _text_lines(data, parsed):
         try:
             fields = _split_csv_line(text, delimiter)
         except csv.Error as error:
@@ -207,12 +211,7 @@ def _as_text(value: object) -> str | None:
 def parse_jsonl(data: bytes, columns: Sequence[str]) -> ParsedFile:
     """One JSON object per line; absent keys are missing columns of that record."""
     parsed = ParsedFile()
-    for number, text, raw in _decoded_lines(data):
-        if text is None:
-            parsed.rejects.append(Reject(number, _raw_text(raw), "line is not valid UTF-8"))
-            continue
-        if not text.strip():
-            continue
+    for number, text in _text_lines(data, parsed):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as error:
