@@ -102,21 +102,23 @@ def _runner(address: str):
 
 
 def test_a_killed_worker_costs_a_retry_not_a_row(tmp_path, prefect_api):
-    settings = Settings(home=tmp_path / "home", lake_row_group_rows=2048, shard_rows=2048)
-    frame = seed_silver(settings, DS, 120_000)
-    train_champion(settings, frame.iloc[:20_000], rounds=300)
+    settings = Settings(home=tmp_path / "home", lake_row_group_rows=2048, shard_rows=20_000)
+    frame = seed_silver(settings, DS, 200_000)
+    train_champion(settings, frame.iloc[:20_000], rounds=1000)
     with local_cluster(ClusterSpec(workers=2, device="cpu")) as address:
         run = settings.model_copy(update={"dask_address": address})
+        with Client(address) as client:
+            pids = client.run(os.getpid)
         outcome: dict = {}
         worker = threading.Thread(
             target=lambda: outcome.update(result=_score_or_error(run)), daemon=True
         )
         worker.start()
-        _kill_a_busy_worker(address, run)
+        _kill_the_first_worker_to_start_a_shard(run, pids)
         worker.join(300)
-    assert outcome["result"] == {"scored": 120_000, "model_version": "v1"}
+    assert outcome["result"] == {"scored": 200_000, "model_version": "v1"}
     scored = predictions(settings)
-    assert len(scored) == 120_000 and scored["_row_id"].is_unique
+    assert len(scored) == 200_000 and scored["_row_id"].is_unique
     details = score_entry(settings)["details"]
     assert details["retried_shards"], "the ledger shows the shard the dead worker was running"
 
@@ -128,23 +130,20 @@ def _score_or_error(settings: Settings):
         return error
 
 
-def _kill_a_busy_worker(address: str, settings: Settings) -> None:
-    """SIGKILL a worker process as soon as shards are running on it."""
+def _kill_the_first_worker_to_start_a_shard(settings: Settings, pids: dict[str, int]) -> None:
+    """SIGKILL the worker process that writes the first attempt marker, right away: it is
+    then in the middle of scoring that shard."""
     import fsspec
 
+    fs = fsspec.filesystem("file")
+    pattern = f"{settings.lake_uri}/_staging/adult/{DS}/*/*"
     deadline = time.monotonic() + 120
-    with Client(address) as client:
-        while time.monotonic() < deadline:
-            processing = {w: t for w, t in client.processing().items() if t}
-            fs = fsspec.filesystem("file")
-            staged = [p for p in fs.glob(f"{settings.lake_uri}/_staging/adult/{DS}/*/*")]
-            if processing and len(staged) >= 4:
-                victim = sorted(processing)[0]
-                pid = client.run(os.getpid, workers=[victim])[victim]
-                os.kill(pid, signal.SIGKILL)
-                return
-            time.sleep(0.05)
-    raise AssertionError("no shard started running within two minutes")
+    while time.monotonic() < deadline:
+        for marker in fs.glob(pattern):
+            os.kill(pids[fs.cat_file(marker).decode()], signal.SIGKILL)
+            return
+        time.sleep(0.002)
+    raise AssertionError("no shard started within two minutes")
 
 
 def test_two_runs_of_one_day_at_once_converge_to_one_slice(scored_day, dask_address):
