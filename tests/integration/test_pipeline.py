@@ -184,3 +184,17 @@ def test_bad_inputs_each_get_a_reject_or_a_quarantine_row(settings, runs):
     ingest = read_ledger(lake_of(settings), DATASET, ds).query("stage == 'ingest'").iloc[-1]
     assert ingest["details"]["markers_skipped"] == ["_SUCCESS"]
     assert run["landed"] == run["bronze"] + run["rejects"]
+
+
+def test_too_many_quarantined_rows_fail_the_day_loudly_and_keep_every_row(settings, runs):
+    ds = "2024-01-05"
+    strict = settings.model_copy(update={"max_quarantine_fraction": 0.001})
+    with pytest.raises(Exception, match=r"12 of 6,?125 rows quarantined \(0.2% > limit 0.1%\)"):
+        pipeline(DATASET, ds, strict)
+    ledger = read_ledger(lake_of(settings), DATASET, ds)
+    validate = ledger[ledger["stage"] == "validate"].iloc[-1]
+    assert validate["status"] == "failed" and "QuarantineLimitExceeded" in validate["error"]
+    assert ledger[ledger["stage"] == "pipeline"].iloc[-1]["status"] == "failed"
+    assert "score" not in set(ledger["stage"])
+    assert len(table(settings, "quarantine", ds)) == adult.WRONG_TYPE_BAD_ROWS
+    assert len(table(settings, "silver", ds)) + adult.WRONG_TYPE_BAD_ROWS == 6125
