@@ -28,6 +28,12 @@ def monitor(dataset: str, ds: str, model_version: str, settings: Settings | None
     with ledger_stage(lake, dataset, ds, "monitor", run_id) as entry:
         reference = load_reference(model_store_of(settings), dataset, model_version)
         current = load_scored_day(lake, dataset, ds, spec.roles.features, model_version)
+        entry.rows_in = len(current)
+        entry.model_version = model_version
+        if current.empty:
+            entry.verdict = "no-data"
+            entry.details = {"reasons": ["no silver rows to compare on this day"]}
+            return {"verdict": "no-data", "report": None, "reasons": entry.details["reasons"]}
         result, decision = assess_drift(
             reference, current, spec.roles, policy, settings.monitor_max_rows
         )
@@ -40,8 +46,6 @@ def monitor(dataset: str, ds: str, model_version: str, settings: Settings | None
             drift_markdown(dataset, ds, model_version, result, decision, paths["html"]),
             key=artifact_key(f"drift-{dataset}-{ds}"),
         )
-        entry.rows_in = len(current)
-        entry.model_version = model_version
         entry.report = paths["html"]
         entry.verdict = decision.verdict.value
         entry.delta_versions = {"metrics": metrics_version}

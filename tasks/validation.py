@@ -104,7 +104,7 @@ def split_valid_rows(bronze: pd.DataFrame, dataset: Dataset) -> ValidationSplit:
             raise ValueError(f"{dataset.name} schema failed as a whole: {summary}") from errors
         for case in cases.itertuples():
             failures.at[case.index] = failures.at[case.index] + [f"{case.column}: {case.check}"]
-    failed = failures.map(bool).to_numpy()
+    failed = failures.map(bool).to_numpy(dtype=bool)
     silver = typed[~failed].copy()
     for name in LINEAGE:
         silver[name] = bronze.loc[~failed, name]

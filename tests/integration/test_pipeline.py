@@ -198,3 +198,15 @@ def test_too_many_quarantined_rows_fail_the_day_loudly_and_keep_every_row(settin
     assert "score" not in set(ledger["stage"])
     assert len(table(settings, "quarantine", ds)) == adult.WRONG_TYPE_BAD_ROWS
     assert len(table(settings, "silver", ds)) + adult.WRONG_TYPE_BAD_ROWS == 6125
+
+
+def test_a_day_of_empty_files_is_accounted_as_zero_rows(settings, runs):
+    ds = "2024-01-07"
+    folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
+    fs, path = fsspec.core.url_to_fs(folder)
+    fs.rm(path, recursive=True)
+    fs.makedirs(path)
+    fs.pipe_file(f"{path}/empty.csv", b"")
+    run = pipeline(DATASET, ds, settings)
+    assert run["landed"] == run["bronze"] == run["silver"] == run["predictions"] == 0
+    assert run["verdict"] == "no-data"
