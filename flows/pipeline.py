@@ -35,7 +35,7 @@ def pipeline(dataset: str, ds: str | None = None, settings: Settings | None = No
     lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry:
         landed = ingest(dataset, ds, settings)
-        validated = validate(dataset, ds, settings)
+        validate(dataset, ds, settings)
         champion = champion_version(model_store_of(settings), dataset)
         if champion is None:
             champion = train(dataset, [ds], settings=settings)
@@ -50,8 +50,4 @@ def pipeline(dataset: str, ds: str | None = None, settings: Settings | None = No
         entry.verdict = monitored["verdict"]
         entry.report = monitored["report"]
         entry.details = {"accounting": account.as_dict()}
-    return account.as_dict() | {
-        "verdict": monitored["verdict"],
-        "report": monitored["report"],
-        "quarantine_fraction": validated["quarantine"] / max(1, landed["bronze"]),
-    }
+    return account.as_dict() | {"verdict": monitored["verdict"], "report": monitored["report"]}
