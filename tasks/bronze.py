@@ -18,20 +18,22 @@ from tasks.parsing import parse_file
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
+LINEAGE_FIELDS = [
+    ("_row_id", pa.string()),
+    ("_source", pa.string()),
+    ("_line", pa.int64()),
+    ("_ingested_at", TIMESTAMP),
+    ("_run_id", pa.string()),
+]
+"""What every bronze and silver row carries about where it came from."""
+
+
 def bronze_schema(columns: Sequence[str]) -> pa.Schema:
     """Every landed column as text, then lineage, row issues and unexpected columns."""
     return pa.schema(
         [(name, pa.string()) for name in columns]
-        + [
-            ("_row_id", pa.string()),
-            ("_source", pa.string()),
-            ("_line", pa.int64()),
-            ("_ingested_at", TIMESTAMP),
-            ("_run_id", pa.string()),
-            ("_issues", pa.string()),
-            ("_extra", pa.string()),
-            ("ds", pa.string()),
-        ]
+        + LINEAGE_FIELDS
+        + [("_issues", pa.string()), ("_extra", pa.string()), ("ds", pa.string())]
     )
 
 

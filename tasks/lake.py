@@ -132,7 +132,8 @@ class Lake:
             table,
             dataset,
             self._write(
-                self.uri(table, dataset),
+                table,
+                dataset,
                 data,
                 mode="overwrite",
                 predicate=predicate,
@@ -156,7 +157,8 @@ class Lake:
             table,
             dataset,
             self._write(
-                self.uri(table, dataset),
+                table,
+                dataset,
                 data,
                 mode="append",
                 predicate=None,
@@ -166,10 +168,12 @@ class Lake:
             metadata={RUN_ID_KEY: run_id},
         )
 
-    def _write(self, uri, data, *, mode, predicate, partition_by):
+    def _write(self, table, dataset, data, *, mode, predicate, partition_by):
+        """A writer of `data` for `_commit`, which supplies the commit properties."""
+
         def write(properties: CommitProperties) -> None:
             write_deltalake(
-                uri,
+                self.uri(table, dataset),
                 data,
                 mode=mode,
                 predicate=predicate,

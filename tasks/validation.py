@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from datasets import Dataset
 from tasks import step
-from tasks.bronze import TIMESTAMP
+from tasks.bronze import LINEAGE_FIELDS
 from tasks.lake import Lake
 
 LINEAGE = ["_row_id", "_source", "_line", "_ingested_at", "ds"]
@@ -136,15 +136,7 @@ def silver_schema(dataset: Dataset) -> pa.Schema:
         (name, _ARROW_TYPES.get(_kind(columns[name].dtype), pa.string()))
         for name in dataset.columns
     ]
-    lineage = [
-        ("_row_id", pa.string()),
-        ("_source", pa.string()),
-        ("_line", pa.int64()),
-        ("_ingested_at", TIMESTAMP),
-        ("ds", pa.string()),
-        ("_run_id", pa.string()),
-    ]
-    return pa.schema(typed + lineage)
+    return pa.schema(typed + LINEAGE_FIELDS + [("ds", pa.string())])
 
 
 def quarantine_schema(bronze: pa.Schema) -> pa.Schema:
