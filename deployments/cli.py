@@ -58,6 +58,8 @@ def _dataset(name: str):
 def _prefect(settings, verbose: bool) -> Iterator[str]:
     """One Prefect API for this command and every process it starts."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # The local cluster's scheduler lives in this process: its chatter only with --verbose.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
     from deployments.server import ensure_prefect_api
 
     with console.status("connecting to the Prefect API"):
