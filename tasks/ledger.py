@@ -88,14 +88,11 @@ def record_ledger(lake: Lake, entry: LedgerEntry) -> int:
 
 def read_ledger(lake: Lake, dataset: str, ds: str | None = None) -> pd.DataFrame:
     """Every ledger row of `dataset` (and `ds`), oldest first, JSON columns decoded."""
-    table = lake.read("ledger")
+    where = {"dataset": dataset} | ({"ds": ds} if ds is not None else {})
+    table = lake.read("ledger", where=where)
     if table.num_rows == 0:
         return pd.DataFrame(columns=LEDGER_SCHEMA.names)
-    frame = table.to_pandas()
-    frame = frame[frame["dataset"] == dataset]
-    if ds is not None:
-        frame = frame[frame["ds"] == ds]
-    frame = frame.sort_values("finished_at", kind="stable").reset_index(drop=True)
+    frame = table.to_pandas().sort_values("finished_at", kind="stable").reset_index(drop=True)
     for name in ("files", "delta_versions", "details"):
         frame[name] = frame[name].map(lambda text: json.loads(text) if text else None)
     return frame

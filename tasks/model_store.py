@@ -63,17 +63,14 @@ class ModelStore:
     root: str
     storage_options: Mapping[str, str] = field(default_factory=dict)
 
-    def _fs(self):
-        return fsspec.core.url_to_fs(self.root, **dict(self.storage_options))
-
-    def _path(self, *parts: str) -> str:
-        fs, root = self._fs()
-        return "/".join([root.rstrip("/"), *parts])
+    def _locate(self, *parts: str):
+        """The filesystem and the path of `parts` under the store root."""
+        fs, root = fsspec.core.url_to_fs(self.root, **dict(self.storage_options))
+        return fs, "/".join([root.rstrip("/"), *parts])
 
     def versions(self, dataset: str) -> list[str]:
         """Stored versions of `dataset`'s model, oldest first."""
-        fs, _ = self._fs()
-        path = self._path(dataset)
+        fs, path = self._locate(dataset)
         if not fs.isdir(path):
             return []
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
@@ -92,8 +89,7 @@ class ModelStore:
         dataset = card_fields["dataset"]
         version = self.next_version(dataset)
         card = ModelCard(**card_fields, version=version, checksum=checksum(model_json))
-        fs, _ = self._fs()
-        folder = self._path(dataset, version)
+        fs, folder = self._locate(dataset, version)
         fs.makedirs(folder, exist_ok=True)
         buffer = io.BytesIO()
         reference.to_parquet(buffer, index=False)
@@ -104,8 +100,7 @@ class ModelStore:
         return card
 
     def card(self, dataset: str, version: str) -> ModelCard:
-        fs, _ = self._fs()
-        path = self._path(dataset, version, "card.json")
+        fs, path = self._locate(dataset, version, "card.json")
         if not fs.exists(path):
             raise FileNotFoundError(f"no model {dataset} {version} in {self.root}")
         return ModelCard(**json.loads(fs.cat_file(path)))
@@ -113,8 +108,8 @@ class ModelStore:
     def load(self, dataset: str, version: str) -> StoredModel:
         """The model's JSON bytes, verified against the card's checksum."""
         card = self.card(dataset, version)
-        fs, _ = self._fs()
-        model_json = fs.cat_file(self._path(dataset, version, "model.json"))
+        fs, path = self._locate(dataset, version, "model.json")
+        model_json = fs.cat_file(path)
         if checksum(model_json) != card.checksum:
             raise ModelIntegrityError(
                 f"model {dataset} {version}: model.json checksum {checksum(model_json)[:12]} "
@@ -123,14 +118,11 @@ class ModelStore:
         return StoredModel(card=card, model_json=model_json)
 
     def reference(self, dataset: str, version: str) -> pd.DataFrame:
-        fs, _ = self._fs()
-        return pd.read_parquet(
-            io.BytesIO(fs.cat_file(self._path(dataset, version, "reference.parquet")))
-        )
+        fs, path = self._locate(dataset, version, "reference.parquet")
+        return pd.read_parquet(io.BytesIO(fs.cat_file(path)))
 
     def aliases(self, dataset: str) -> dict[str, str]:
-        fs, _ = self._fs()
-        path = self._path(dataset, "aliases.json")
+        fs, path = self._locate(dataset, "aliases.json")
         return json.loads(fs.cat_file(path)) if fs.exists(path) else {}
 
     def alias(self, dataset: str, name: str) -> str | None:
@@ -138,9 +130,9 @@ class ModelStore:
 
     def set_alias(self, dataset: str, name: str, version: str) -> None:
         self.card(dataset, version)
-        fs, _ = self._fs()
+        fs, path = self._locate(dataset, "aliases.json")
         aliases = self.aliases(dataset) | {name: version}
-        fs.pipe_file(self._path(dataset, "aliases.json"), json.dumps(aliases, indent=2).encode())
+        fs.pipe_file(path, json.dumps(aliases, indent=2).encode())
 
 
 @step(retries=2)

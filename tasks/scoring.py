@@ -135,7 +135,7 @@ def read_shard(
         with fsspec.open(part.uri, "rb", **dict(storage_options)) as handle:
             parquet = pq.ParquetFile(handle, read_dictionary=list(categorical))
             tables.append(parquet.read_row_groups(list(part.row_groups), columns=list(columns)))
-    return pa.concat_tables(tables) if tables else pa.table({name: [] for name in columns})
+    return pa.concat_tables(tables)
 
 
 _FORESTS: dict[tuple, tuple[ModelCard, Forest]] = {}
