@@ -284,7 +284,9 @@ def stage_profile(settings, version: str, ds: str, rows: int) -> dict[str, float
         )
         out["score_rows"] += seconds
         seconds, file = _timed(
-            lambda p=predictions: scratch.stage_file("predictions", DATASET, p, slice_)
+            lambda p=predictions[version]: scratch.stage_file(
+                "predictions", DATASET, p, slice_, unique=("_row_id",)
+            )
         )
         out["stage"] += seconds
         staged.append(file)

@@ -212,18 +212,32 @@ class Lake:
         ) from last_error
 
     def stage_file(
-        self, table: str, dataset: str | None, data: pa.Table, partition: Mapping[str, str]
+        self,
+        table: str,
+        dataset: str | None,
+        data: pa.Table,
+        partition: Mapping[str, str],
+        unique: Sequence[str] = (),
     ) -> StagedFile:
         """Write `data` (all in `partition`) as a new, uniquely named data file of the table,
         not yet part of it: a later `commit_files` adds it. Unreferenced files (from an
-        attempt that never got committed) are invisible and removed by VACUUM."""
+        attempt that never got committed) are invisible and removed by VACUUM. Columns named
+        in `unique` (a key) are not dictionary encoded: a dictionary of distinct values is
+        only work: the writer builds it until the dictionary page is full, then falls back."""
         folder = "/".join(f"{name}={_checked(value)}" for name, value in partition.items())
         path = f"{folder}/part-{uuid.uuid4().hex}.parquet"
         fs, root = fsspec.core.url_to_fs(self.uri(table, dataset), **dict(self.storage_options))
         fs.makedirs(f"{root}/{folder}", exist_ok=True)
         body = data.drop_columns([name for name in partition if name in data.column_names])
+        dictionary = [name for name in body.column_names if name not in unique]
         with fs.open(f"{root}/{path}", "wb") as handle:
-            pq.write_table(body, handle, row_group_size=self.row_group_rows, compression="zstd")
+            pq.write_table(
+                body,
+                handle,
+                row_group_size=self.row_group_rows,
+                compression="zstd",
+                use_dictionary=dictionary,
+            )
         stats = json.dumps({"numRecords": data.num_rows})
         return StagedFile(path, fs.size(f"{root}/{path}"), dict(partition), data.num_rows, stats)
 

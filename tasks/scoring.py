@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kernels import Forest, compile_forest, predict
@@ -204,9 +203,9 @@ def score_rows(
     run_id: str,
     device: str = "auto",
     batch_rows: int = 1 << 20,
-) -> tuple[pa.Table, str, list[str]]:
-    """Predictions of every model for `rows` (one row per input row per model)."""
-    outputs, used, events = [], "cpu", []
+) -> tuple[dict[str, pa.Table], str, list[str]]:
+    """Each model's predictions for `rows` (one row per input row), by model version."""
+    outputs, used, events = {}, "cpu", []
     now = datetime.now(UTC)
     for model in models:
         card, forest = cached_forest(model)
@@ -215,22 +214,20 @@ def score_rows(
         )
         events += [f"{model.version}: {event}" for event in happened]
         n = len(scores)
-        outputs.append(
-            pa.Table.from_pydict(
-                {
-                    "_row_id": rows.column("_row_id"),
-                    "ds": _constant(ds, n, pa.string()),
-                    "model_version": _constant(model.version, n, pa.string()),
-                    "role": _constant(model.role, n, pa.string()),
-                    "score": scores,
-                    "label": (scores >= 0.5).astype(np.int8),
-                    "_run_id": _constant(run_id, n, pa.string()),
-                    "_scored_at": _constant(now, n, PREDICTIONS_SCHEMA.field("_scored_at").type),
-                },
-                schema=PREDICTIONS_SCHEMA,
-            )
+        outputs[model.version] = pa.Table.from_pydict(
+            {
+                "_row_id": rows.column("_row_id"),
+                "ds": _constant(ds, n, pa.string()),
+                "model_version": _constant(model.version, n, pa.string()),
+                "role": _constant(model.role, n, pa.string()),
+                "score": scores,
+                "label": (scores >= 0.5).astype(np.int8),
+                "_run_id": _constant(run_id, n, pa.string()),
+                "_scored_at": _constant(now, n, PREDICTIONS_SCHEMA.field("_scored_at").type),
+            },
+            schema=PREDICTIONS_SCHEMA,
         )
-    return pa.concat_tables(outputs), used, events
+    return outputs, used, events
 
 
 def _match_worker_threads() -> None:
@@ -318,8 +315,9 @@ def score_shard(
         model.version: lake.stage_file(
             "predictions",
             model.dataset,
-            predictions.filter(pc.equal(predictions["model_version"], model.version)),
+            predictions[model.version],
             {"ds": ds, "model_version": model.version},
+            unique=("_row_id",),
         )
         for model in models
     }

@@ -86,7 +86,7 @@ def test_any_number_of_workers_gives_the_single_process_and_xgboost_answer(score
     rows = pa.Table.from_pandas(frame, preserve_index=False)
     models = [ModelRef("adult", card.version, "champion", model_store_of(settings))]
     single, _, _ = score_rows(rows, models, DS, "single")
-    single = single.to_pandas().sort_values("_row_id").reset_index(drop=True)
+    single = single[card.version].to_pandas().sort_values("_row_id").reset_index(drop=True)
     np.testing.assert_array_equal(scored["score"].to_numpy(), single["score"].to_numpy())
 
     order = frame.sort_values("_row_id")
