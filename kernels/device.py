@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
@@ -88,3 +90,34 @@ def device_attributes(device_id: int | None = None) -> dict[str, int]:
 
     dev = cupy.cuda.Device(device_id) if device_id is not None else cupy.cuda.Device()
     return dict(dev.attributes)
+
+
+@dataclass(frozen=True)
+class CudaTarget:
+    """What the GPU launchers run their kernels on: array module, device shape, compiled code.
+
+    Production launches go to the current CuPy device (`cuda_target()`); the kernel tests hand
+    the same launchers a CPU emulation of the CUDA execution model instead, so the launch code
+    and the `.cu` sources are exercised even on machines without a GPU."""
+
+    name: str  # also the cache key of a model's arrays on this target
+    xp: Any  # cupy, or numpy for the emulator
+    sm_count: int
+    module: Callable[[str, tuple[str, ...]], Any]  # (source, name expressions) -> .get_function
+    address: Callable[[Any], int]  # an array's device address
+    to_host: Callable[[Any], Any]
+
+
+def cuda_target() -> CudaTarget:
+    """The current CuPy device."""
+    import cupy
+
+    device_id = cupy.cuda.Device().id
+    return CudaTarget(
+        name=f"cuda:{device_id}",
+        xp=cupy,
+        sm_count=device_attributes(device_id)["MultiProcessorCount"],
+        module=lambda source, names: raw_module(source, name_expressions=names),
+        address=lambda array: array.data.ptr,
+        to_host=lambda array: array.get(),
+    )

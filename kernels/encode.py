@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.typed import List
 
-from kernels.device import device_attributes, raw_module, resolve
+from kernels.device import CudaTarget, cuda_target, resolve
 
 _ROW_BLOCK = 4096
 
@@ -119,25 +119,29 @@ def _encode_kernel(numeric, codes, lookups, out):
     return bad
 
 
-def _encode_gpu(numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]], n_rows: int) -> Any:
-    import cupy
-
-    num = [cupy.ascontiguousarray(cupy.asarray(c, dtype=cupy.float32)) for c in numeric]
-    codes = [cupy.ascontiguousarray(cupy.asarray(c, dtype=cupy.int32)) for c, _ in categorical]
-    lookups = [cupy.ascontiguousarray(cupy.asarray(lk, dtype=cupy.int32)) for _, lk in categorical]
+def _encode_gpu(
+    numeric: Sequence[Any],
+    categorical: Sequence[tuple[Any, Any]],
+    n_rows: int,
+    target: CudaTarget | None = None,
+) -> Any:
+    target = target or cuda_target()
+    xp = target.xp
+    num = [xp.ascontiguousarray(xp.asarray(c, dtype=xp.float32)) for c in numeric]
+    codes = [xp.ascontiguousarray(xp.asarray(c, dtype=xp.int32)) for c, _ in categorical]
+    lookups = [xp.ascontiguousarray(xp.asarray(lk, dtype=xp.int32)) for _, lk in categorical]
     n_cols = len(num) + len(codes)
-    out = cupy.empty((n_rows, n_cols), cupy.float32)
+    out = xp.empty((n_rows, n_cols), xp.float32)
     if n_rows == 0:
         return out
 
     def pointers(cols: list[Any]) -> Any:
-        return cupy.asarray(np.array([c.data.ptr for c in cols] or [0], np.uint64))
+        return xp.asarray(np.array([target.address(c) for c in cols] or [0], np.uint64))
 
-    sizes = cupy.asarray(np.array([lk.shape[0] for lk in lookups] or [0], np.int64))
-    invalid = cupy.zeros(1, cupy.int32)
-    sm_count = device_attributes(cupy.cuda.Device().id)["MultiProcessorCount"]
-    grid = max(1, min(-(-n_rows * n_cols // 256), sm_count * 32))
-    kernel = raw_module("encode.cu").get_function("encode_columns")
+    sizes = xp.asarray(np.array([lk.shape[0] for lk in lookups] or [0], np.int64))
+    invalid = xp.zeros(1, xp.int32)
+    grid = max(1, min(-(-n_rows * n_cols // 256), target.sm_count * 32))
+    kernel = target.module("encode.cu", ()).get_function("encode_columns")
     kernel(
         (grid,),
         (256,),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.device import device_attributes, raw_module
+from kernels.device import CudaTarget, cuda_target
 from kernels.forest_model import Forest, gpu_node_table
 
 BLOCK = 256
@@ -72,38 +72,34 @@ def _chunk_nodes(forest: Forest) -> int:
     return int(max(offsets[b] - offsets[a] for a, b in zip(bounds[:-1], bounds[1:], strict=True)))
 
 
-def _device_arrays(forest: Forest, device_id: int) -> dict[str, Any]:
-    import cupy
-
+def _device_arrays(forest: Forest, target: CudaTarget) -> dict[str, Any]:
     def build(f: Forest) -> dict[str, Any]:
-        with cupy.cuda.Device(device_id):
-            return {
-                "nodes": cupy.asarray(gpu_node_table(f)),
-                "tree_offsets": cupy.asarray(f.tree_offsets),
-                "tree_depths": cupy.asarray(f.tree_depths),
-                "chunks": cupy.asarray(tree_chunks(f)),
-                "one_chunk": cupy.asarray(np.array([0, f.n_trees], np.int32)),
-            }
+        return {
+            "nodes": target.xp.asarray(gpu_node_table(f)),
+            "tree_offsets": target.xp.asarray(f.tree_offsets),
+            "tree_depths": target.xp.asarray(f.tree_depths),
+            "chunks": target.xp.asarray(tree_chunks(f)),
+            "one_chunk": target.xp.asarray(np.array([0, f.n_trees], np.int32)),
+        }
 
-    return forest.cached(f"gpu_arrays:{device_id}", build)
+    return forest.cached(f"gpu_arrays:{target.name}", build)
 
 
-def predict_margin_gpu(forest: Forest, X: Any, out: Any = None) -> Any:
-    """Raw margins (CuPy float32 vector) of `forest` for rows `X` (NumPy or CuPy)."""
-    import cupy
-
-    X = cupy.ascontiguousarray(cupy.asarray(X, dtype=cupy.float32))
+def predict_margin_gpu(
+    forest: Forest, X: Any, out: Any = None, target: CudaTarget | None = None
+) -> Any:
+    """Raw margins (float32 vector on the target, CuPy by default) of `forest` for rows `X`."""
+    target = target or cuda_target()
+    xp = target.xp
+    X = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
     n_rows = X.shape[0]
     if out is None:
-        out = cupy.empty(n_rows, cupy.float32)
+        out = xp.empty(n_rows, xp.float32)
     if n_rows == 0:
         return out
-    device_id = cupy.cuda.Device().id
-    sm_count = device_attributes(device_id)["MultiProcessorCount"]
-    plan = plan_launch(forest, n_rows, sm_count)
-    arrays = _device_arrays(forest, device_id)
-    module = raw_module("forest.cu", name_expressions=(plan.kernel,))
-    kernel = module.get_function(plan.kernel)
+    plan = plan_launch(forest, n_rows, target.sm_count)
+    arrays = _device_arrays(forest, target)
+    kernel = target.module("forest.cu", (plan.kernel,)).get_function(plan.kernel)
     base = np.float32(forest.base_margin)
     common = (
         X,

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.binsearch import count_at_most
-from kernels.device import device_attributes, raw_module, resolve
+from kernels.device import CudaTarget, cuda_target, resolve
 
 _SHARED_BYTES = 48 * 1024
 
@@ -98,19 +98,20 @@ def _histogram_kernel(X, cuts, offsets, n_slots, n_chunks):
     return partial.sum(axis=0)
 
 
-def _histogram_gpu(X: Any, cuts: np.ndarray, offsets: np.ndarray, n_slots: int) -> np.ndarray:
-    import cupy
-
-    X = cupy.ascontiguousarray(cupy.asarray(X, dtype=cupy.float32))
+def _histogram_gpu(
+    X: Any, cuts: np.ndarray, offsets: np.ndarray, n_slots: int, target: CudaTarget | None = None
+) -> np.ndarray:
+    target = target or cuda_target()
+    xp = target.xp
+    X = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
     n_rows, n_features = X.shape
-    counts = cupy.zeros((n_features, n_slots), cupy.uint64)
+    counts = xp.zeros((n_features, n_slots), xp.uint64)
     if n_rows and n_features:
         table_bytes = n_features * n_slots * 4
         private = table_bytes <= _SHARED_BYTES
         name = f"histogram_counts<{'true' if private else 'false'}>"
-        kernel = raw_module("histogram.cu", name_expressions=(name,)).get_function(name)
-        sm_count = device_attributes(cupy.cuda.Device().id)["MultiProcessorCount"]
-        grid = max(1, min(-(-n_rows * n_features // 256), sm_count * 8))
+        kernel = target.module("histogram.cu", (name,)).get_function(name)
+        grid = max(1, min(-(-n_rows * n_features // 256), target.sm_count * 8))
         kernel(
             (grid,),
             (256,),
@@ -118,11 +119,11 @@ def _histogram_gpu(X: Any, cuts: np.ndarray, offsets: np.ndarray, n_slots: int) 
                 X,
                 np.int64(n_rows),
                 np.int32(n_features),
-                cupy.asarray(cuts),
-                cupy.asarray(offsets),
+                xp.asarray(cuts),
+                xp.asarray(offsets),
                 np.int32(n_slots),
                 counts,
             ),
             shared_mem=table_bytes if private else 0,
         )
-    return counts.get().astype(np.int64)
+    return target.to_host(counts).astype(np.int64)

@@ -11,20 +11,21 @@ import pytest
 from kernels import gpu_available
 
 
-def _register_testlib() -> None:
+def _register_helpers(*names: str) -> None:
     # The suite runs with --import-mode=importlib, where test folders are not on sys.path;
-    # registering the helper module lets test modules `import kernels_testlib` by name.
-    if "kernels_testlib" in sys.modules:
-        return
-    path = Path(__file__).with_name("kernels_testlib.py")
-    spec = importlib.util.spec_from_file_location("kernels_testlib", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kernels_testlib"] = module
-    spec.loader.exec_module(module)
+    # registering the helper modules lets test modules `import kernels_testlib` by name.
+    for name in names:
+        if name in sys.modules:
+            continue
+        path = Path(__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
 
 
-_register_testlib()
+_register_helpers("kernels_testlib", "cuda_emulator")
 
 
 @pytest.fixture(
