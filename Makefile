@@ -43,7 +43,7 @@ bench-forest: env
 	$(VENV)/bin/python -m benchmarks.forest --rows 100000 1000000 --repeats 5
 
 bench-scoring: env
-	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 2
+	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 3
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .tidewater .pytest_cache

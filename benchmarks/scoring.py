@@ -20,11 +20,11 @@ Measured:
   so this is the steady-state cost of a day on a long-lived cluster; the warm-up is printed.
 * rows/s: rows scored / score-step seconds.
 * pure kernel time K: the same rows, read shard by shard from the same silver partition and cut
-  into the same `score_batch_rows` batches as `score_shard` does, timed in this process on one
-  thread (`numba.set_num_threads(1)`) for exactly `feature_matrix(batch)` (the encode kernel,
-  with its Arrow casts) plus `kernels.predict(forest, X, output="probability")`; median over
-  `--repeats` passes. Reading Parquet and building the predictions table are not kernel time.
-  On a GPU, K is the same two calls on the device, including the host<->device copies.
+  into the same `score_batch_rows` batches as `score_shard` does, timed in a separate process on
+  one thread (`numba.set_num_threads(1)`) for exactly `feature_matrix(batch)` (the encode
+  kernel, with its Arrow casts) plus `kernels.predict(forest, X, output="probability")`; median
+  over `--kernel-repeats` passes. Reading Parquet and building the predictions table are not
+  kernel time. On a GPU, K is the same two calls on the device, including the host<->device copies.
 * parallel kernel time K_w: the same pure kernels with the shards dealt round robin to `workers`
   single-threaded processes that start together and do nothing else (no Dask, no Prefect, no
   reads or writes in the timed part); the slowest process's seconds, median over passes. It is
@@ -210,82 +210,43 @@ def _model_ref(settings, version: str):
 
 
 def kernel_seconds(
-    settings, version: str, ds: str, shard_rows: int, device: str, repeats: int
+    settings, version: str, ds: str, shard_rows: int, device: str, repeats: int, processes: int = 1
 ) -> float:
-    """K: `feature_matrix` + `predict` over every batch of every shard, on one thread."""
-    import numba
-
-    from flows.resources import lake_of
-    from kernels import predict
-    from tasks.features import feature_matrix
-    from tasks.scoring import cached_forest, plan_shards, read_shard
-
-    numba.set_num_threads(1)
-    card, forest = cached_forest(_model_ref(settings, version))
-    spec = card.feature_spec
-    columns = sorted({"_row_id", *spec.names})
-    lake = lake_of(settings)
-    shards = plan_shards.fn(lake, DATASET, ds, shard_rows, settings.shard_bytes)
-    sync = _device_sync(device)
-
-    def kernels(batch) -> None:
-        X = feature_matrix(batch, spec, device=device)
-        probability = predict(forest, X, device=device, output="probability")
-        if hasattr(probability, "get"):
-            probability.get()
-        sync()
-
-    passes: list[float] = [0.0] * repeats
-    warmed = False
-    for shard in shards:
-        rows = read_shard(shard, columns, lake.storage_options)
-        for start in range(0, rows.num_rows, settings.score_batch_rows):
-            batch = rows.slice(start, settings.score_batch_rows)
-            if not warmed:
-                kernels(batch.slice(0, 1024))
-                warmed = True
-            for r in range(repeats):
-                passes[r] += _timed(lambda b=batch: kernels(b))[0]
-        del rows
-    return statistics.median(passes)
-
-
-def parallel_kernel_seconds(
-    settings, version: str, ds: str, shard_rows: int, workers: int, repeats: int
-) -> float:
-    """K_w: the kernels of every batch, with the shards dealt round robin to `workers`
-    single-threaded processes that start each pass together; the slowest one's seconds."""
+    """K_p: `feature_matrix` + `predict` over every batch of every shard, with the shards dealt
+    round robin to `processes` single-threaded processes that start each pass together and do
+    nothing else; the slowest process's seconds, median of `repeats` passes. K = K_1."""
     import multiprocessing
 
     from flows.resources import lake_of
     from tasks.scoring import plan_shards
 
     shards = plan_shards.fn(
-        lake_of(settings), DATASET, ds, shard_rows, settings.shard_bytes, min_shards=workers
+        lake_of(settings), DATASET, ds, shard_rows, settings.shard_bytes, min_shards=processes
     )
     context = multiprocessing.get_context("spawn")
-    start, results = context.Barrier(workers), context.Queue()
-    processes = [
+    start, results = context.Barrier(processes), context.Queue()
+    workers = [
         context.Process(
             target=_kernel_process,
-            args=(settings, version, shards[i::workers], repeats, start, results),
+            args=(settings, version, shards[i::processes], device, repeats, start, results),
         )
-        for i in range(workers)
+        for i in range(processes)
     ]
-    for process in processes:
-        process.start()
+    for worker in workers:
+        worker.start()
     passes: list[list[float]] = [[] for _ in range(repeats)]
-    for _ in range(workers * repeats):
+    for _ in range(processes * repeats):
         index, seconds = results.get(timeout=3600)
         passes[index].append(seconds)
-    for process in processes:
-        process.join()
+    for worker in workers:
+        worker.join()
     return statistics.median(max(seconds) for seconds in passes)
 
 
-def _kernel_process(settings, version, shards, repeats, start, results) -> None:
-    """One process of `parallel_kernel_seconds`: read its shards, warm up, then per pass wait
-    for the others and time `feature_matrix` + `predict` over all its batches."""
+def _kernel_process(settings, version, shards, device, repeats, start, results) -> None:
+    """One process of `kernel_seconds`: read its shards and cut them into `score_batch_rows`
+    batches as `score_shard` does, warm up, then per pass wait for the others and time
+    `feature_matrix` + `predict` (with the device's copies back) over all its batches."""
     import numba
 
     from flows.resources import lake_of
@@ -299,17 +260,26 @@ def _kernel_process(settings, version, shards, repeats, start, results) -> None:
     spec = card.feature_spec
     columns = sorted({"_row_id", *spec.names})
     options = lake_of(settings).storage_options
+    sync = _device_sync(device)
+
+    def kernels(batch) -> None:
+        X = feature_matrix(batch, spec, device=device)
+        probability = predict(forest, X, device=device, output="probability")
+        if hasattr(probability, "get"):
+            probability.get()
+        sync()
+
     batches = []
     for shard in shards:
         rows = read_shard(shard, columns, options, spec.categorical)
         batches += [rows.slice(at, settings.score_batch_rows)
                     for at in range(0, rows.num_rows, settings.score_batch_rows)]  # fmt: skip
-    predict(forest, feature_matrix(batches[0].slice(0, 1024), spec), output="probability")
+    kernels(batches[0].slice(0, 1024))
     for index in range(repeats):
         start.wait()
         began = time.perf_counter()
         for batch in batches:
-            predict(forest, feature_matrix(batch, spec), output="probability")
+            kernels(batch)
         results.put((index, time.perf_counter() - began))
 
 
@@ -546,11 +516,10 @@ def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None
                                 run, version, ds, shard_rows, device, args.kernel_repeats
                             )
                             _log(f"  kernel time K = {kernels[key]:.2f}s; {_load()}")
-                        case.kernel = kernels[key]
-                        case.parallel_kernel = case.kernel
+                        case.kernel = case.parallel_kernel = kernels[key]
                         if device == "cpu" and workers > 1:
-                            case.parallel_kernel = parallel_kernel_seconds(
-                                run, version, ds, shard_rows, workers, args.kernel_repeats
+                            case.parallel_kernel = kernel_seconds(
+                                run, version, ds, shard_rows, device, args.kernel_repeats, workers
                             )
                             _log(f"  kernels alone on {workers} processes: "
                                  f"{case.parallel_kernel:.2f}s; {_load()}")  # fmt: skip

@@ -174,3 +174,28 @@ def xgb_margin(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
 def bits(a: np.ndarray) -> np.ndarray:
     """The raw bits of a float32 array, for bit-for-bit comparison."""
     return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+def complete_tree_model_json(depth: int, n_features: int, seed: int = 5) -> str:
+    """A model of one complete tree of `depth` (2**(depth + 1) - 1 nodes) with random
+    thresholds, default directions and leaves: larger than any shared-memory chunk at 12."""
+    doc = json.loads(random_model_json(seed, 1, 1, n_features, "reg:squarederror")[0])
+    tree = doc["learner"]["gradient_booster"]["model"]["trees"][0]
+    n = 2 ** (depth + 1) - 1
+    internal = np.arange(n) < n // 2
+    children = np.where(internal, 2 * np.arange(n) + 1, -1)
+    rng = np.random.default_rng(seed)
+    tree.update(
+        left_children=children.tolist(),
+        right_children=np.where(internal, children + 1, -1).tolist(),
+        parents=[2147483647, *((np.arange(1, n) - 1) // 2).tolist()],
+        split_indices=(np.arange(n) % n_features).tolist(),
+        split_conditions=np.round(rng.normal(size=n), 1).astype(np.float32).tolist(),
+        default_left=(np.arange(n) % 3 == 0).astype(int).tolist(),
+        split_type=[0] * n,
+        base_weights=np.round(rng.normal(size=n), 3).astype(np.float32).tolist(),
+        loss_changes=[0.0] * n,
+        sum_hessian=[1.0] * n,
+    )
+    tree["tree_param"]["num_nodes"] = str(n)
+    return json.dumps(doc)

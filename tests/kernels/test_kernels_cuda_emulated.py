@@ -9,13 +9,11 @@ where no GPU is present; `-m gpu` runs the same comparisons on a device.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import xgboost as xgb
 from cuda_emulator import compiler, emulated_target
-from kernels_testlib import bits, random_model_json, random_rows
+from kernels_testlib import bits, complete_tree_model_json, random_model_json, random_rows
 
 from kernels import compile_forest, predict
 from kernels.encode import _encode_gpu, build_lookup, encode
@@ -40,30 +38,6 @@ def _fixed_depth_model(depth: int, trees: int) -> xgb.Booster:
     y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=4000) > 0).astype(np.float32)
     params = {"max_depth": depth, "objective": "binary:logistic", "min_child_weight": 0}
     return xgb.train(params, xgb.DMatrix(X, label=y), num_boost_round=trees)
-
-
-def _deep_tree_model() -> str:
-    """One complete tree of depth 12: too large for shared memory, read from global memory."""
-    doc = json.loads(random_model_json(3, 1, 1, 5, "reg:squarederror")[0])
-    tree = doc["learner"]["gradient_booster"]["model"]["trees"][0]
-    n = 2**13 - 1
-    internal = np.arange(n) < n // 2
-    children = np.where(internal, 2 * np.arange(n) + 1, -1)
-    rng = np.random.default_rng(5)
-    tree.update(
-        left_children=children.tolist(),
-        right_children=np.where(internal, children + 1, -1).tolist(),
-        parents=[2147483647, *((np.arange(1, n) - 1) // 2).tolist()],
-        split_indices=(np.arange(n) % 5).tolist(),
-        split_conditions=np.round(rng.normal(size=n), 1).astype(np.float32).tolist(),
-        default_left=(np.arange(n) % 3 == 0).astype(int).tolist(),
-        split_type=[0] * n,
-        base_weights=np.round(rng.normal(size=n), 3).astype(np.float32).tolist(),
-        loss_changes=[0.0] * n,
-        sum_hessian=[1.0] * n,
-    )
-    tree["tree_param"]["num_nodes"] = str(n)
-    return json.dumps(doc)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +68,7 @@ def test_fixed_depth_kernel_is_bit_exact_with_the_cpu_twin() -> None:
 
 
 def test_global_memory_kernel_is_bit_exact_with_the_cpu_twin() -> None:
-    forest = compile_forest(_deep_tree_model())
+    forest = compile_forest(complete_tree_model_json(depth=12, n_features=5))
     X = random_rows(4, 5_000, np.round(np.linspace(-2, 2, 25), 1).reshape(5, 5), missing=0.3)
     assert plan_launch(forest, len(X), SM_COUNT).kernel == "forest_rows<1, false, 0>"
     np.testing.assert_array_equal(
