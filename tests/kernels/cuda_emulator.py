@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -95,10 +96,10 @@ class EmulatedModule:
         folder = Path(tempfile.gettempdir()) / "tidewater-cuda-emulator"
         folder.mkdir(exist_ok=True)
         library = folder / f"{Path(source).stem}-{digest}.so"
-        if not library.exists():
-            cpp = folder / f"{Path(source).stem}-{digest}.cpp"
+        if not library.exists():  # built once per source text; concurrent builds race safely
+            cpp = folder / f"{library.stem}.{os.getpid()}.cpp"
             cpp.write_text(text)
-            partial = library.with_suffix(".so.partial")
+            partial = folder / f"{library.stem}.{os.getpid()}.so.partial"
             built = subprocess.run(
                 [compiler() or "g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread",
                  "-Wno-unknown-pragmas", f"-I{HEADER.parent}", str(cpp), "-o", str(partial)],
@@ -107,6 +108,7 @@ class EmulatedModule:
             if built.returncode:
                 raise RuntimeError(f"emulated build of {source} failed:\n{built.stderr}")
             partial.replace(library)
+            cpp.unlink()
         return EmulatedModule(ctypes.CDLL(str(library)), kernel_names)
 
     def get_function(self, name: str) -> EmulatedKernel:
