@@ -222,8 +222,8 @@ class Lake:
         """Write `data` (all in `partition`) as a new, uniquely named data file of the table,
         not yet part of it: a later `commit_files` adds it. Unreferenced files (from an
         attempt that never got committed) are invisible and removed by VACUUM. Columns named
-        in `unique` (a key) are not dictionary encoded: a dictionary of distinct values is
-        only work: the writer builds it until the dictionary page is full, then falls back."""
+        in `unique` (a key) are not dictionary encoded: for distinct values the writer would
+        build a dictionary until its page is full and then fall back, which is only work."""
         folder = "/".join(f"{name}={_checked(value)}" for name, value in partition.items())
         path = f"{folder}/part-{uuid.uuid4().hex}.parquet"
         fs, root = fsspec.core.url_to_fs(self.uri(table, dataset), **dict(self.storage_options))
