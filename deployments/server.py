@@ -33,14 +33,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_environment(prefect_home: Path) -> dict[str, str]:
-    """What the embedded server process runs with: its own SQLite under TIDEWATER_HOME."""
+def server_environment(prefect_home: Path, port: int) -> dict[str, str]:
+    """What the embedded server process runs with: its own SQLite under TIDEWATER_HOME, and
+    a UI that calls this server's API (the UI's API address is built from the API port
+    setting, not from `prefect server start --port`)."""
     return {
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_API_URL": "",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
     }
 
 
@@ -76,7 +81,7 @@ def start_server(home: Path) -> dict:
         log = open(prefect_home / "server.log", "ab")  # noqa: SIM115 - handed to the child
         process = subprocess.Popen(
             [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_environment(prefect_home),
+            env=server_environment(prefect_home, port),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
