@@ -113,10 +113,13 @@ def check_prefect_api(
     api_url = api_url.rstrip("/")
     try:
         status, _ = _get(f"{api_url}/health", auth_string, timeout)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: not an http(s) URL
         return Check(name, "fail", f"nothing answers at {api_url}: {_error(error)}", _START_SERVER)
     if status != 200:
-        return Check(name, "fail", f"{api_url}/health answered HTTP {status}", _START_SERVER)
+        fix = _START_SERVER
+        if not api_url.endswith("/api"):
+            fix = f"PREFECT_API_URL names the API, usually ending in /api ({api_url}/api?)"
+        return Check(name, "fail", f"{api_url}/health answered HTTP {status}", fix)
     status, body = _get(f"{api_url}/admin/version", auth_string, timeout)
     if status == 401:
         return _unauthorized(api_url, auth_string)

@@ -185,6 +185,14 @@ def test_no_api_url_is_a_warning_about_the_embedded_server():
     assert check.status == "warn" and "embedded server" in check.detail
 
 
+def test_an_api_url_without_its_api_path_or_scheme_says_what_is_wrong(prefect_api):
+    ui_root = prefect_api.removesuffix("/api")
+    check = check_prefect_api(ui_root)
+    assert check.status == "fail" and f"{ui_root}/api" in check.fix
+    no_scheme = check_prefect_api(prefect_api.removeprefix("http://"))
+    assert no_scheme.status == "fail" and "tidewater serve" in no_scheme.fix
+
+
 def test_a_ui_calling_another_api_fails_and_names_the_server_setting(fake_server):
     base = fake_server(
         {
