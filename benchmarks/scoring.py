@@ -385,18 +385,23 @@ def _api():
     return temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]})
 
 
+def _score_with(settings, runner, ds: str) -> dict:
+    from flows.score import score
+    from flows.settings import use_settings
+
+    with use_settings(settings):
+        return score.with_options(task_runner=runner)(DATASET, ds)
+
+
 def run_score(settings, ds: str) -> tuple[float, str]:
     """One timed `score` flow run on `settings.dask_address`; (seconds, flow run id)."""
     from flows.resources import lake_of
-    from flows.score import score
     from tasks.cluster import ClusterSpec, dask_task_runner
     from tasks.ledger import read_ledger
 
     runner = dask_task_runner(settings.dask_address, ClusterSpec())
     with _api():
-        seconds, result = _timed(
-            lambda: score.with_options(task_runner=runner)(DATASET, ds, settings)
-        )
+        seconds, result = _timed(lambda: _score_with(settings, runner, ds))
     ledger = read_ledger(lake_of(settings), DATASET, ds)
     entry = ledger[ledger["stage"] == "score"].iloc[-1]
     if entry["status"] != "succeeded" or result["scored"] != entry["rows_out"]:

@@ -5,11 +5,20 @@ from __future__ import annotations
 from datasets.base import Dataset, DatasetModel, FeatureRoles
 
 
-def get_dataset(name: str) -> Dataset:
-    """The registered dataset called `name`; a clear error for any other name."""
+def _registry() -> dict[str, Dataset]:
     from datasets import adult
 
-    registry = {adult.DATASET.name: adult.DATASET}
+    return {adult.DATASET.name: adult.DATASET}
+
+
+def dataset_names() -> list[str]:
+    """The names of every registered dataset."""
+    return sorted(_registry())
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registered dataset called `name`; a clear error for any other name."""
+    registry = _registry()
     try:
         return registry[name]
     except KeyError:
@@ -17,4 +26,4 @@ def get_dataset(name: str) -> Dataset:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {known}") from None
 
 
-__all__ = ["Dataset", "DatasetModel", "FeatureRoles", "get_dataset"]
+__all__ = ["Dataset", "DatasetModel", "FeatureRoles", "dataset_names", "get_dataset"]

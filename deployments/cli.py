@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,12 +38,21 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _settings():
+    """This process's settings, validated once; reports link to `tidewater serve`'s reports
+    server when one runs and no reports URL is configured."""
     from flows.settings import Settings
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as error:
         raise _fail(f"invalid TIDEWATER_* settings:\n{error}", code=2) from None
+    if settings.reports_url is None:
+        from deployments.services import running_service
+
+        served = running_service(settings.home, "reports")
+        if served:
+            settings = settings.model_copy(update={"reports_url": served["url"]})
+    return settings
 
 
 def _dataset(name: str):
@@ -54,33 +64,51 @@ def _dataset(name: str):
         raise _fail(str(error.args[0]), code=2) from None
 
 
-@contextmanager
-def _prefect(settings, verbose: bool) -> Iterator[str]:
-    """One Prefect API for this command and every process it starts."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+def _quiet_terminal(verbose: bool) -> None:
+    """Flow and task logs go to the Prefect API at INFO; the terminal shows warnings only,
+    unless --verbose."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    if not verbose:
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
     # The local cluster's scheduler lives in this process: its chatter only with --verbose.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
+
+
+@contextmanager
+def _prefect(settings, verbose: bool) -> Iterator[str]:
+    """One Prefect API for this command and every process it starts, and these settings as
+    the process's settings."""
+    _quiet_terminal(verbose)
     from deployments.server import ensure_prefect_api
+    from flows.settings import use_settings
 
     with console.status("connecting to the Prefect API"):
         api_url = ensure_prefect_api(settings.home)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: api_url}):
+    with temporary_settings({PREFECT_API_URL: api_url}), use_settings(settings):
         yield api_url
 
 
 @contextmanager
 def _cluster(settings) -> Iterator:
-    """Settings whose Dask address outlives every flow run of this command."""
-    if settings.dask_address:
-        yield settings
+    """Settings whose Dask address outlives every flow run of this command: the configured
+    scheduler, `tidewater serve`'s cluster, or a local cluster for this command."""
+    from flows.resources import cluster_spec_of, dask_address_of
+    from flows.settings import use_settings
+
+    address = dask_address_of(settings)
+    if address:
+        settings = settings.model_copy(update={"dask_address": address})
+        with use_settings(settings):
+            yield settings
         return
-    from flows.resources import cluster_spec_of
     from tasks.cluster import local_cluster
 
     with local_cluster(cluster_spec_of(settings)) as address:
-        yield settings.model_copy(update={"dask_address": address})
+        settings = settings.model_copy(update={"dask_address": address})
+        with use_settings(settings):
+            yield settings
 
 
 def _progress() -> Progress:
@@ -93,7 +121,7 @@ def _progress() -> Progress:
     )
 
 
-def _run_days(dataset: str, days: list[str], settings) -> list[str]:
+def _run_days(dataset: str, days: list[str]) -> list[str]:
     """Run the pipeline for each day; returns the days that failed (with their errors shown)."""
     from flows.pipeline import pipeline
 
@@ -103,7 +131,7 @@ def _run_days(dataset: str, days: list[str], settings) -> list[str]:
         for ds in days:
             progress.update(bar, description=f"pipeline {dataset} ds={ds}")
             try:
-                pipeline(dataset, ds, settings)
+                pipeline(dataset, ds)
             except Exception as error:  # noqa: BLE001 - reported, then the next day runs
                 failed.append(ds)
                 err.print(f"[red]ds={ds} failed:[/] {type(error).__name__}: {error}")
@@ -123,6 +151,8 @@ def land(
     seed: int = 0,
 ) -> None:
     """Write DAYS daily landing partitions of DATASET's real data, from START."""
+    from flows.resources import storage_options_of
+
     spec, settings = _dataset(dataset), _settings()
     with console.status(f"landing {days} days of {dataset}"):
         written = spec.land(
@@ -132,7 +162,7 @@ def land(
             drift_from=drift_from.date() if drift_from else None,
             bad_files=bad_files,
             seed=seed,
-            storage_options=settings.storage_options,
+            storage_options=storage_options_of(settings),
         )
     console.print(f"landed {len(written)} files under {settings.landing_uri}/{dataset}/")
 
@@ -147,7 +177,7 @@ def run(
     _dataset(dataset)
     settings = _settings()
     with _prefect(settings, verbose), _cluster(settings) as settings:
-        failed = _run_days(dataset, [_day(ds)], settings)
+        failed = _run_days(dataset, [_day(ds)])
     _print_status(dataset, settings, days=[_day(ds)])
     if failed:
         raise typer.Exit(1)
@@ -156,19 +186,21 @@ def run(
 @app.command()
 def train(
     dataset: str,
-    start: DateOption,
+    start: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     days: Annotated[int, typer.Option(min=1)] = 1,
     promote: bool = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train a model on DAYS days of DATASET's silver data from START (champion if --promote)."""
+    """Train a model on DAYS days of DATASET's silver data from START (default: the latest
+    TIDEWATER_TRAIN_WINDOW_DAYS validated days); champion if --promote."""
     _dataset(dataset)
     settings = _settings()
     with _prefect(settings, verbose):
         from flows.train import train as train_flow
 
+        window = _days(start, days) if start else None
         try:
-            version = train_flow(dataset, _days(start, days), promote=promote, settings=settings)
+            version = train_flow(dataset, window, promote=promote)
         except Exception as error:  # noqa: BLE001 - shown to the user as one line
             raise _fail(f"training failed: {error}") from None
     console.print(f"trained {dataset} model {version}" + (" (champion)" if promote else ""))
@@ -184,23 +216,140 @@ def status(dataset: str) -> None:
 
 @app.command()
 def serve(
-    stop: Annotated[bool, typer.Option("--stop", help="stop the embedded server instead")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="stop everything serve started")] = False,
+    worker: Annotated[bool, typer.Option(help="start a Prefect worker on the pool")] = True,
 ) -> None:
-    """Start the embedded Prefect server (API + UI) if none is configured, and print its URL."""
+    """Start the embedded Prefect server (API + UI; unless PREFECT_API_URL is set), a
+    long-lived local Dask cluster every run attaches to (unless TIDEWATER_DASK_ADDRESS is
+    set), an HTTP server of the reports folder and a Prefect worker; print their addresses."""
     settings = _settings()
+    from deployments import services
+
     if stop:
+        stopped = [name for name in services.SERVICES if services.stop_service(settings.home, name)]
         from deployments.server import stop_server
 
-        stopped = stop_server(settings.home)
-        console.print("stopped the embedded Prefect server" if stopped else "no server was running")
+        if stop_server(settings.home):
+            stopped.append("prefect server")
+        console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return
-    if os.environ.get("PREFECT_API_URL"):
-        console.print(f"using the configured Prefect API {os.environ['PREFECT_API_URL']}")
-        return
-    from deployments.server import start_server
+    _quiet_terminal(verbose=False)
+    from deployments.server import ensure_prefect_api
 
-    info = start_server(settings.home)
-    console.print(f"Prefect UI: {info['ui_url']}  (API {info['api_url']}, pid {info['pid']})")
+    with console.status("starting the Prefect server"):
+        api_url = ensure_prefect_api(settings.home)
+    env = os.environ | {"TIDEWATER_HOME": str(settings.home), "PREFECT_API_URL": api_url}
+    table = Table(title="tidewater serve", show_header=False)
+    table.add_row("Prefect UI", api_url.removesuffix("/api"))
+    table.add_row("Prefect API", api_url)
+
+    from flows.resources import dask_address_of
+    from tasks.cluster import served_scheduler_address
+
+    if settings.dask_address is None:
+        with console.status("starting the Dask cluster"):
+            services.start_service(
+                settings.home,
+                "dask",
+                services.python_module("deployments.dask_service"),
+                env,
+                ready=lambda: served_scheduler_address(settings.home) is not None,
+            )
+    address = dask_address_of(settings)
+    env["TIDEWATER_DASK_ADDRESS"] = address
+    table.add_row("Dask scheduler", address)
+
+    if "://" not in settings.reports_uri or settings.reports_uri.startswith("file://"):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        reports = Path(settings.reports_uri.removeprefix("file://"))
+        reports.mkdir(parents=True, exist_ok=True)
+        with console.status("starting the reports server"):
+            served = services.start_service(
+                settings.home,
+                "reports",
+                services.python_module(
+                    "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(reports)
+                ),
+                env,
+                ready=services.http_ok(url + "/"),
+                url=url,
+            )
+        env.setdefault("TIDEWATER_REPORTS_URL", served["url"])
+        table.add_row("Reports", served["url"])
+
+    if worker:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with (
+            console.status("starting a Prefect worker"),
+            temporary_settings({PREFECT_API_URL: api_url}),
+        ):
+            services.start_service(
+                settings.home,
+                "worker",
+                services.prefect_cli(
+                    "worker", "start", "--pool", settings.work_pool, "--type", "process"
+                ),
+                env,
+                ready=services.online_workers(settings.work_pool),
+            )
+        table.add_row("Prefect worker", f"pool {settings.work_pool}")
+    table.add_row("Logs", str(settings.home / "serve"))
+    console.print(table)
+
+
+@app.command()
+def deploy() -> None:
+    """Apply the work pool, a daily and a retrain deployment per registered dataset, and
+    (with TIDEWATER_ALERT_WEBHOOK_URL) the alert automations to the Prefect API."""
+    settings = _settings()
+    with _prefect(settings, verbose=False):
+        from datasets import dataset_names
+        from deployments.deploy import apply_all
+
+        webhook = settings.alert_webhook_url
+        applied = apply_all(
+            dataset_names(), settings.work_pool, webhook.get_secret_value() if webhook else None
+        )
+    console.print(f"work pool: {applied.work_pool}")
+    for name in applied.deployments:
+        console.print(f"deployment: {name}")
+    for name in applied.automations:
+        console.print(f"automation: {name}")
+    if not applied.automations:
+        console.print("no alert automations: set TIDEWATER_ALERT_WEBHOOK_URL to get them")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the Prefect API and UI, the work pool, Dask, storage, the model registry, the
+    GPU and the pinned versions; say what is wrong and how to fix it."""
+    settings = _settings()
+    from deployments.doctor import exit_code, render_checks, run_checks
+    from deployments.server import running_server
+    from flows.resources import dask_address_of, storage_options_of
+
+    embedded = running_server(settings.home)
+    api_url = os.environ.get("PREFECT_API_URL") or (embedded and embedded["api_url"])
+    with console.status("checking"):
+        checks = run_checks(
+            settings,
+            api_url=api_url,
+            dask_address=dask_address_of(settings),
+            work_pool=settings.work_pool,
+            storage_options=storage_options_of(settings),
+        )
+    console.print(render_checks(checks))
+    raise typer.Exit(exit_code(checks))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @app.command()
@@ -213,6 +362,8 @@ def demo(
 ) -> None:
     """Land the UCI Adult data as daily partitions (drift and bad files planted), train the
     first model if there is none, run the pipeline for every day and print a summary."""
+    from flows.resources import storage_options_of
+
     dataset, settings = "adult", _settings()
     spec = _dataset(dataset)
     all_days = _days(start, days)
@@ -222,24 +373,23 @@ def demo(
             start.date(),
             days,
             drift_from=(start + timedelta(days=drift_day - 1)).date(),
-            storage_options=settings.storage_options,
+            storage_options=storage_options_of(settings),
         )
     with _prefect(settings, verbose) as api_url, _cluster(settings) as settings:
         from flows.ingest import ingest
+        from flows.resources import model_store_of
         from flows.train import train as train_flow
         from flows.validate import validate
-        from tasks.model_store import ModelStore
 
-        store = ModelStore(settings.models_uri, settings.storage_options)
-        if store.alias(dataset, "champion") is None:
+        if model_store_of(settings).alias(dataset, "champion") is None:
             window = all_days[:train_days]
             with console.status(f"training the first model on {window[0]}..{window[-1]}"):
                 for ds in window:
-                    ingest(dataset, ds, settings)
-                    validate(dataset, ds, settings)
-                version = train_flow(dataset, window, settings=settings)
+                    ingest(dataset, ds)
+                    validate(dataset, ds)
+                version = train_flow(dataset, window)
             console.print(f"trained first model {version} on {len(window)} days")
-        failed = _run_days(dataset, all_days, settings)
+        failed = _run_days(dataset, all_days)
     _print_status(dataset, settings, days=all_days)
     console.print(f"Prefect UI: {api_url.removesuffix('/api')}   lake: {settings.lake_uri}")
     if failed:
@@ -248,6 +398,12 @@ def demo(
 
 def _count(value) -> str:
     return "-" if value is None else f"{int(value):,}"
+
+
+def _stage_states(stages: dict[str, str]) -> str:
+    """`all ok`, or each stage whose latest run did not succeed, with how it ended."""
+    bad = [f"{state}: {name}" for name, state in stages.items() if state != "succeeded"]
+    return "[red]" + ", ".join(bad) + "[/]" if bad else "all ok"
 
 
 def _print_status(dataset: str, settings, days: list[str] | None = None) -> bool:
@@ -265,20 +421,19 @@ def _print_status(dataset: str, settings, days: list[str] | None = None) -> bool
     reports_root = settings.reports_uri.rstrip("/") + "/"
     for row in rows:
         verdict = row["verdict"] or "-"
-        failed = [name for name, state in row["stages"].items() if state != "succeeded"]
         table.add_row(
             row["ds"],
             *(_count(row[name]) for name in counts),
             row["model"] or "-",
             f"[{colours.get(verdict, 'white')}]{verdict}[/]",
-            "[red]failed: " + ", ".join(failed) + "[/]" if failed else "all ok",
+            _stage_states(row["stages"]),
             (row["report"] or "-").removeprefix(f"{reports_root}{dataset}/"),
         )
     console.print(table)
     console.print(f"reports under {reports_root}")
     for row in rows:
         for stage, error in row["errors"].items():
-            err.print(f"[red]{row['ds']} {stage} failed:[/] {error}")
+            err.print(f"[red]{row['ds']} {stage} {row['stages'][stage]}:[/] {error}")
     return True
 
 

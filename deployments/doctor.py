@@ -506,9 +506,11 @@ def run_checks(
     api_url: str | None,
     dask_address: str | None,
     work_pool: str = "tidewater",
+    storage_options: Any = None,
 ) -> list[Check]:
     """Every check, in order; a check that crashes becomes a `fail`. Secrets (storage option
-    values, the Prefect auth string) are masked in every detail and fix."""
+    values, the Prefect auth string) are masked in every detail and fix. `storage_options`
+    are the resolved options (default: the settings' own)."""
     auth = _prefect_auth_string()
     checks = [_guarded("Prefect API", check_prefect_api, api_url, auth_string=auth)]
     if checks[0].status == "fail":
@@ -523,7 +525,7 @@ def run_checks(
             _guarded(f"work pool {work_pool}", check_work_pool, api_url, work_pool),
         ]
     checks.append(_guarded("Dask", check_dask, dask_address))
-    options = settings.storage_options
+    options = settings.storage_options if storage_options is None else storage_options
     for label in ("landing", "lake", "reports", "models"):
         uri = getattr(settings, f"{label}_uri")
         checks.append(_guarded(f"storage {label}", check_storage, label, uri, options))

@@ -5,22 +5,23 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from datasets import get_dataset
-from flows.resources import current_run_id, lake_of
-from flows.settings import Settings
+from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, storage_options_of
+from flows.settings import current_settings
 from tasks.bronze import build_partition, relanded_changes, write_partition
 from tasks.landing import fetch_partition
 from tasks.ledger import last_succeeded, ledger_stage
 
 
-@flow(name="ingest", flow_run_name="ingest-{dataset}-{ds}")
-def ingest(dataset: str, ds: str, settings: Settings | None = None) -> dict:
+@flow(name="ingest", flow_run_name="ingest-{dataset}-{ds}", **RUN_END_HOOKS)
+def ingest(dataset: str, ds: str) -> dict:
     """Parse every landed file of the day, stamp lineage, replace the day in bronze."""
-    settings = settings or Settings()
-    spec, lake, run_id = get_dataset(dataset), lake_of(settings), current_run_id()
+    settings = current_settings()
+    lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "ingest", run_id) as entry:
+        spec = get_dataset(dataset)
         previous = last_succeeded(lake, dataset, ds, "ingest")
         contents, markers = fetch_partition(
-            settings.landing_uri, dataset, ds, settings.storage_options
+            settings.landing_uri, dataset, ds, storage_options_of(settings)
         )
         batch = build_partition(contents, dataset, spec.columns, ds, run_id)
         entry.files = batch.files
@@ -32,4 +33,12 @@ def ingest(dataset: str, ds: str, settings: Settings | None = None) -> dict:
             get_run_logger().warning("ds=%s was re-landed with different files: %s", ds, changes)
         entry.details = {"relanded": changes, "markers_skipped": markers}
         entry.delta_versions = write_partition(lake, dataset, ds, batch, run_id)
+    get_run_logger().info(
+        "%s ds=%s: %d landed, %d to bronze, %d rejected",
+        dataset,
+        ds,
+        entry.rows_in,
+        entry.rows_out,
+        entry.rows_diverted,
+    )
     return {"landed": entry.rows_in, "bronze": entry.rows_out, "rejects": entry.rows_diverted}

@@ -7,42 +7,50 @@ from prefect import flow
 from flows.ingest import ingest
 from flows.monitor import monitor
 from flows.resources import (
+    RUN_END_HOOKS,
     cluster_spec_of,
     current_run_id,
+    dask_address_of,
     lake_of,
     model_store_of,
     pipeline_run_name,
     scheduled_day,
 )
 from flows.score import score
-from flows.settings import Settings
+from flows.settings import current_settings
 from flows.train import train
 from flows.validate import validate
+from reports import artifact_key, publish_markdown, stage_summary_markdown
 from tasks.accounting import check_accounting, count_rows
 from tasks.cluster import dask_task_runner
-from tasks.ledger import ledger_stage
+from tasks.ledger import day_stages, ledger_stage
 from tasks.model_store import champion_version
 
 
-@flow(name="pipeline", flow_run_name=pipeline_run_name)
-def pipeline(dataset: str, ds: str | None = None, settings: Settings | None = None) -> dict:
+@flow(name="pipeline", flow_run_name=pipeline_run_name, **RUN_END_HOOKS)
+def pipeline(dataset: str, ds: str | None = None) -> dict:
     """Run every stage for (dataset, ds) and check that every landed row is accounted for.
 
     `ds` defaults to the day before the run's scheduled start. Without a champion model
     yet, one is trained on this day's silver rows first.
     """
-    settings, ds = settings or Settings(), scheduled_day(ds)
+    settings, ds = current_settings(), scheduled_day(ds)
     lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry:
-        landed = ingest(dataset, ds, settings)
-        validate(dataset, ds, settings)
+        landed = ingest(dataset, ds)
+        validate(dataset, ds)
         champion = champion_version(model_store_of(settings), dataset)
         if champion is None:
-            champion = train(dataset, [ds], settings=settings)
-        runner = dask_task_runner(settings.dask_address, cluster_spec_of(settings))
-        scored = score.with_options(task_runner=runner)(dataset, ds, settings)
-        monitored = monitor(dataset, ds, champion, settings)
+            champion = train(dataset, [ds])
+        runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))
+        scored = score.with_options(task_runner=runner)(dataset, ds)
+        monitored = monitor(dataset, ds, champion)
         account = count_rows(lake, dataset, ds, landed["landed"], champion)
+        publish_markdown(
+            stage_summary_markdown(dataset, ds, day_stages(lake, dataset, ds), account.as_dict()),
+            key=artifact_key(f"summary-{dataset}-{ds}"),
+            description=f"Stages and row accounting of {dataset} ds={ds}",
+        )
         check_accounting(account)
         entry.rows_in = landed["landed"]
         entry.rows_out = scored["scored"]

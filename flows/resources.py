@@ -1,24 +1,45 @@
-"""The resources a flow works with, built from the settings."""
+"""The resources a flow works with, built from this process's settings, and the Prefect
+state hooks that record runs which ended without their stage recording itself."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 from prefect.runtime import flow_run
 
-from flows.settings import Settings
-from tasks.cluster import ClusterSpec
+from flows.settings import Settings, current_settings
+from tasks.cluster import ClusterSpec, served_scheduler_address
 from tasks.lake import Lake
+from tasks.ledger import record_ended_run
 from tasks.model_store import ModelStore
 
 
+def storage_options_of(settings: Settings) -> dict[str, str]:
+    """Storage options from the environment, completed by the Prefect Secret block named in
+    the settings; unwrapped only here, where a store is built."""
+    options = dict(settings.storage_options.get_secret_value())
+    if settings.storage_secret_block:
+        options |= _secret_block_options(settings.storage_secret_block)
+    return options
+
+
+@cache
+def _secret_block_options(name: str) -> dict[str, str]:
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(name).get()
+    return dict(json.loads(value) if isinstance(value, str) else value)
+
+
 def lake_of(settings: Settings) -> Lake:
-    return Lake(settings.lake_uri, settings.storage_options, settings.lake_row_group_rows)
+    return Lake(settings.lake_uri, storage_options_of(settings), settings.lake_row_group_rows)
 
 
 def model_store_of(settings: Settings) -> ModelStore:
-    return ModelStore(settings.models_uri, settings.storage_options)
+    return ModelStore(settings.models_uri, storage_options_of(settings))
 
 
 def cluster_spec_of(settings: Settings) -> ClusterSpec:
@@ -31,6 +52,12 @@ def cluster_spec_of(settings: Settings) -> ClusterSpec:
     )
 
 
+def dask_address_of(settings: Settings) -> str | None:
+    """The configured scheduler, else the long-lived one `tidewater serve` started, else
+    None (a cluster is started for the run)."""
+    return settings.dask_address or served_scheduler_address(settings.home)
+
+
 def staging_uri_of(settings: Settings, dataset: str, ds: str, run_id: str) -> str:
     return f"{settings.lake_uri.rstrip('/')}/_staging/{dataset}/{ds}/{run_id}"
 
@@ -40,15 +67,42 @@ def current_run_id() -> str:
     return str(flow_run.id or f"local-{uuid.uuid4()}")
 
 
-def scheduled_day(ds: str | None) -> str:
+def scheduled_day(ds: str | None, scheduled_start: datetime | None = None) -> str:
     """`ds` itself, or for a scheduled run the day before its scheduled start (a daily
     schedule processes yesterday's partition; a backfill scheduled in the past its own day)."""
     if ds:
         return ds
-    start = flow_run.scheduled_start_time or datetime.now(UTC)
+    start = scheduled_start or flow_run.scheduled_start_time or datetime.now(UTC)
     return (start - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
 def pipeline_run_name() -> str:
     parameters = flow_run.parameters
     return f"pipeline-{parameters['dataset']}-{scheduled_day(parameters.get('ds'))}"
+
+
+def record_run_end(flow, run, state) -> None:
+    """Prefect state hook (crashed, cancelled, failed): puts a run that ended without its
+    stage recording itself in the ledger, so `tidewater status` shows it."""
+    parameters = run.parameters or {}
+    if "dataset" not in parameters:
+        return
+    days = parameters.get("days")
+    ds = days[-1] if days else scheduled_day(parameters.get("ds"), run.expected_start_time)
+    status = {"CRASHED": "crashed", "CANCELLED": "cancelled"}.get(state.type.value, "failed")
+    record_ended_run(
+        lake_of(current_settings()),
+        parameters["dataset"],
+        ds,
+        flow.name,
+        str(run.id),
+        status,
+        f"{state.name}: {state.message or 'no message'}",
+    )
+
+
+RUN_END_HOOKS = {
+    "on_crashed": [record_run_end],
+    "on_cancellation": [record_run_end],
+    "on_failure": [record_run_end],
+}

@@ -8,8 +8,16 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.utilities.annotations import unmapped
 
-from flows.resources import current_run_id, lake_of, model_store_of, staging_uri_of
-from flows.settings import Settings
+from flows.resources import (
+    RUN_END_HOOKS,
+    current_run_id,
+    lake_of,
+    model_store_of,
+    staging_uri_of,
+    storage_options_of,
+)
+from flows.settings import current_settings
+from reports import artifact_key, publish_markdown, scoring_markdown
 from tasks.cluster import inspect_cluster, publish_dashboard_link
 from tasks.ledger import ledger_stage
 from tasks.scoring import (
@@ -20,22 +28,24 @@ from tasks.scoring import (
     resolve_models,
     score_shard,
     shard_summary,
+    worker_usage,
 )
 
 
-@flow(name="score", flow_run_name="score-{dataset}-{ds}")
-def score(dataset: str, ds: str, settings: Settings | None = None) -> dict:
+@flow(name="score", flow_run_name="score-{dataset}-{ds}", **RUN_END_HOOKS)
+def score(dataset: str, ds: str) -> dict:
     """Score every silver row of the day with the champion (and any challenger) over the
     same shards, then commit each model's predictions of the day in one atomic replace."""
-    settings = settings or Settings()
+    settings = current_settings()
     lake, store, run_id = lake_of(settings), model_store_of(settings), current_run_id()
+    options = storage_options_of(settings)
     logger = get_run_logger()
     staging = staging_uri_of(settings, dataset, ds, run_id)
     with ledger_stage(lake, dataset, ds, "score", run_id) as entry:
         started = time.perf_counter()
         cluster = inspect_cluster.submit().result()
         logger.info("scoring on %s", cluster.describe())
-        publish_dashboard_link(cluster, key=f"dask-{dataset}-{ds}".lower().replace("_", "-"))
+        publish_dashboard_link(cluster, key=artifact_key(f"dask-{dataset}-{ds}"))
         models = resolve_models(store, dataset)
         shards = plan_shards(
             lake, dataset, ds, settings.shard_rows, settings.shard_bytes, cluster.threads
@@ -50,18 +60,24 @@ def score(dataset: str, ds: str, settings: Settings | None = None) -> dict:
             staging_uri=unmapped(staging),
             device=unmapped(settings.device),
             batch_rows=unmapped(settings.score_batch_rows),
-            storage_options=unmapped(settings.storage_options),
+            storage_options=unmapped(options),
         )
         results = [progress.advance(future.result()) for future in as_completed(futures)]
         entry.delta_versions = commit_predictions(lake, dataset, ds, models, results, run_id)
-        attempts = clear_staging(staging, settings.storage_options)
+        attempts = clear_staging(staging, options)
         summary = shard_summary(results, attempts, time.perf_counter() - started)
         entry.rows_in = entry.rows_out = summary["rows"]
         entry.model_version = models[0].version
+        entry.add_usage(worker_usage(results))
         entry.details = summary | {
             "models": {model.version: model.role for model in models},
             "cluster": cluster.describe(),
         }
+        publish_markdown(
+            scoring_markdown(dataset, ds, entry.details),
+            key=artifact_key(f"scoring-{dataset}-{ds}"),
+            description=f"Models that scored {dataset} ds={ds}",
+        )
         logger.info(
             "scored %s rows in %d shards at %s rows/s with %s; retried shards: %s",
             summary["rows"],

@@ -1,12 +1,16 @@
-"""The one settings object: read from `TIDEWATER_*` environment variables, validated once
-at the entry point (CLI, deployment) and passed down explicitly."""
+"""The one settings object: read from `TIDEWATER_*` environment variables once per process
+(CLI, Prefect worker, deployment run), validated there, and never passed as a flow parameter,
+so nothing of it (credentials least of all) is stored in Prefect's database."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,7 +18,8 @@ class Settings(BaseSettings):
     """Where state lives and how the pipeline runs. Environments swap these, never code.
 
     Every location is a URI (a local path or e.g. `s3://bucket/prefix`); those left unset
-    default to folders under `home`.
+    default to folders under `home`. Secrets (`storage_options`, `alert_webhook_url`) are
+    `Secret` values: they print as `**********` and are unwrapped only where they are used.
     """
 
     model_config = SettingsConfigDict(env_prefix="TIDEWATER_", frozen=True, extra="forbid")
@@ -24,8 +29,14 @@ class Settings(BaseSettings):
     lake_uri: str = ""
     reports_uri: str = ""
     models_uri: str = ""
-    storage_options: dict[str, str] = Field(
-        default_factory=dict, description="fsspec / delta-rs options for remote URIs (JSON)"
+    storage_options: Secret[dict[str, str]] = Field(
+        default=Secret({}), description="fsspec / delta-rs options for remote URIs (JSON)"
+    )
+    storage_secret_block: str | None = Field(
+        default=None, description="a Prefect Secret block holding more storage options (JSON)"
+    )
+    reports_url: str | None = Field(
+        default=None, description="base URL under which reports_uri is served (for links)"
     )
 
     dask_address: str | None = Field(default=None, description="existing Dask scheduler")
@@ -44,6 +55,17 @@ class Settings(BaseSettings):
     drift_retrain_share: float = Field(default=0.3, gt=0.0, le=1.0)
     monitor_max_rows: int = Field(default=100_000, ge=1000)
     bootstrap_min_rows: int = Field(default=1000, ge=1)
+    train_window_days: int = Field(default=7, ge=1, description="default training window")
+
+    work_pool: str = Field(default="tidewater", description="Prefect work pool of deployments")
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="where `tidewater deploy`'s alert automations post"
+    )
+
+    @field_validator("storage_options", mode="before")
+    @classmethod
+    def _parse_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _default_locations(self) -> Settings:
@@ -58,3 +80,26 @@ class Settings(BaseSettings):
         for name, value in defaults.items():
             object.__setattr__(self, name, value)
         return self
+
+
+_process_settings: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """This process's settings: the ones its entry point installed, else read from the
+    environment on first use."""
+    global _process_settings
+    if _process_settings is None:
+        _process_settings = Settings()
+    return _process_settings
+
+
+@contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Make `settings` this process's settings for the duration (entry points and tests)."""
+    global _process_settings
+    previous, _process_settings = _process_settings, settings
+    try:
+        yield settings
+    finally:
+        _process_settings = previous

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from datasets import get_dataset
-from flows.resources import current_run_id, lake_of, model_store_of
-from flows.settings import Settings
-from tasks.ledger import ledger_stage
+from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, model_store_of
+from flows.settings import current_settings
+from tasks.ledger import ledger_stage, succeeded_days
 from tasks.training import fit_model, read_training_window, register_model
 
 
-@flow(name="train", flow_run_name="train-{dataset}-{days[0]}")
-def train(
-    dataset: str, days: list[str], promote: bool = True, settings: Settings | None = None
-) -> str:
-    """Train on the silver rows of `days`; the card records the silver version read."""
-    settings = settings or Settings()
-    spec, lake, run_id = get_dataset(dataset), lake_of(settings), current_run_id()
+def train_run_name() -> str:
+    parameters = flow_run.parameters
+    days = parameters.get("days")
+    return f"train-{parameters['dataset']}-" + (f"{days[0]}..{days[-1]}" if days else "latest")
+
+
+@flow(name="train", flow_run_name=train_run_name, **RUN_END_HOOKS)
+def train(dataset: str, days: list[str] | None = None, promote: bool = True) -> str:
+    """Train on the silver rows of `days` (default: the latest `train_window_days` days
+    validated); the card records the silver version read."""
+    settings = current_settings()
+    lake, run_id = lake_of(settings), current_run_id()
+    days = days or succeeded_days(lake, dataset, "validate")[-settings.train_window_days :]
+    if not days:
+        raise LookupError(f"no validated day of {dataset} to train on: run a day first")
     with ledger_stage(lake, dataset, days[-1], "train", run_id) as entry:
+        spec = get_dataset(dataset)
         frame, silver_version = read_training_window(lake, dataset, days)
         if len(frame) < settings.bootstrap_min_rows:
             raise ValueError(
@@ -33,4 +43,13 @@ def train(
         entry.rows_in = len(frame)
         entry.model_version = card.version
         entry.details = {"metrics": card.metrics, "trained_on": trained_on, "promoted": promote}
+    get_run_logger().info(
+        "%s model %s trained on %d rows of %s..%s%s",
+        dataset,
+        card.version,
+        len(frame),
+        days[0],
+        days[-1],
+        " (champion)" if promote else "",
+    )
     return card.version

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from datasets import get_dataset
-from flows.resources import current_run_id, lake_of
-from flows.settings import Settings
+from flows.resources import RUN_END_HOOKS, current_run_id, lake_of
+from flows.settings import current_settings
+from reports import artifact_key, publish_markdown, validation_markdown
 from tasks.bronze import bronze_schema
 from tasks.lake import read_slice
 from tasks.ledger import ledger_stage
-from tasks.validation import check_quarantine_limit, split_valid_rows, write_validated
+from tasks.validation import (
+    check_quarantine_limit,
+    quarantine_samples,
+    split_valid_rows,
+    write_validated,
+)
 
 
-@flow(name="validate", flow_run_name="validate-{dataset}-{ds}")
-def validate(dataset: str, ds: str, settings: Settings | None = None) -> dict:
-    """Split the day's bronze rows by the dataset's schema; fail past the quarantine limit."""
-    settings = settings or Settings()
-    spec, lake, run_id = get_dataset(dataset), lake_of(settings), current_run_id()
+@flow(name="validate", flow_run_name="validate-{dataset}-{ds}", **RUN_END_HOOKS)
+def validate(dataset: str, ds: str, max_quarantine_fraction: float | None = None) -> dict:
+    """Split the day's bronze rows by the dataset's schema; fail past the quarantine limit
+    (the settings' limit unless `max_quarantine_fraction` overrides it for this run)."""
+    settings = current_settings()
+    limit = settings.max_quarantine_fraction
+    limit = limit if max_quarantine_fraction is None else max_quarantine_fraction
+    lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "validate", run_id) as entry:
+        spec = get_dataset(dataset)
         bronze = read_slice(lake, "bronze", dataset, ds)
         split = split_valid_rows(bronze, spec)
         entry.rows_in = len(bronze)
@@ -28,5 +38,21 @@ def validate(dataset: str, ds: str, settings: Settings | None = None) -> dict:
         entry.details = {"failed_checks": split.failed_checks()}
         schema: pa.Schema = bronze_schema(spec.columns)
         entry.delta_versions = write_validated(lake, spec, ds, split, schema, run_id)
-        check_quarantine_limit(split, dataset, ds, settings.max_quarantine_fraction)
+        publish_markdown(
+            validation_markdown(
+                dataset,
+                ds,
+                entry.rows_in,
+                entry.rows_out,
+                split.failed_checks(),
+                quarantine_samples(split),
+                limit,
+            ),
+            key=artifact_key(f"validation-{dataset}-{ds}"),
+            description=f"Validation of {dataset} ds={ds}",
+        )
+        get_run_logger().info(
+            "%s ds=%s: %d valid, %d quarantined", dataset, ds, entry.rows_out, entry.rows_diverted
+        )
+        check_quarantine_limit(split, dataset, ds, limit)
     return {"silver": entry.rows_out, "quarantine": entry.rows_diverted}

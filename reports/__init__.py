@@ -1,18 +1,21 @@
 """Drift reports, the retrain decision policy, and their renderings.
 
 Builders here are pure: they return report objects and a typed verdict. Writing the rendered
-strings to storage is the pipeline's job; `publish_drift_artifact` is the one side effect.
+strings to storage is the pipeline's job; `publish_markdown` (a Prefect artifact) is the one
+side effect.
 """
 
-from reports.artifacts import artifact_key, publish_drift_artifact
+from reports.artifacts import BREACH_EVENT, artifact_key, emit_breach_event, publish_markdown
 from reports.drift import MISSING, build_drift_report
 from reports.metrics import METRIC_KEYS, drift_metric_rows
 from reports.parse import parse_drift_snapshot
 from reports.policy import Decision, DriftPolicy, Verdict, decide
 from reports.render import drift_markdown, load_drift_json, render_html, render_json
 from reports.result import ColumnDrift, DriftResult
+from reports.summaries import scoring_markdown, stage_summary_markdown, validation_markdown
 
 __all__ = [
+    "BREACH_EVENT",
     "METRIC_KEYS",
     "MISSING",
     "ColumnDrift",
@@ -25,9 +28,13 @@ __all__ = [
     "decide",
     "drift_markdown",
     "drift_metric_rows",
+    "emit_breach_event",
     "load_drift_json",
     "parse_drift_snapshot",
-    "publish_drift_artifact",
+    "publish_markdown",
     "render_html",
     "render_json",
+    "scoring_markdown",
+    "stage_summary_markdown",
+    "validation_markdown",
 ]

@@ -1,4 +1,4 @@
-"""Publishing a drift summary as a Prefect markdown artifact."""
+"""Publishing rendered summaries as Prefect markdown artifacts (shown on the run's page)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,22 @@ def artifact_key(text: str) -> str:
     return key
 
 
-def publish_drift_artifact(markdown: str, key: str) -> None:
+def publish_markdown(markdown: str, key: str, description: str) -> None:
     """Create (or add a version of) the markdown artifact `key`, sanitized by `artifact_key`."""
-    create_markdown_artifact(markdown=markdown, key=artifact_key(key), description="Drift report")
+    create_markdown_artifact(markdown=markdown, key=artifact_key(key), description=description)
+
+
+BREACH_EVENT = "tidewater.threshold.breached"
+
+
+def emit_breach_event(
+    dataset: str, ds: str, model_version: str, verdict: str, reasons: list[str]
+) -> None:
+    """Tell Prefect a monitoring threshold was breached; alert automations match on it."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event=BREACH_EVENT,
+        resource={"prefect.resource.id": f"tidewater.dataset.{dataset}", "dataset": dataset},
+        payload={"ds": ds, "model_version": model_version, "verdict": verdict, "reasons": reasons},
+    )

@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from prefect_dask import DaskTaskRunner
 
@@ -23,6 +26,7 @@ class ClusterSpec:
     device: str = "auto"
     rmm_pool_size: str | None = None
     device_memory_limit: str | None = None
+    local_directory: str | None = None
 
     def wants_gpu(self) -> bool:
         return self.device != "cpu" and visible_gpus() > 0 and _dask_cuda_installed()
@@ -69,6 +73,8 @@ def cluster_class_and_kwargs(spec: ClusterSpec) -> tuple[str, dict]:
     """The cluster class path and its arguments. Every local cluster binds to loopback only:
     the scheduler unpickles what it is sent."""
     common = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+    if spec.local_directory:
+        common["local_directory"] = spec.local_directory
     if spec.wants_gpu():
         kwargs = common | {"threads_per_worker": spec.threads_per_worker}
         if spec.rmm_pool_size:
@@ -82,6 +88,26 @@ def cluster_class_and_kwargs(spec: ClusterSpec) -> tuple[str, dict]:
         "threads_per_worker": spec.threads_per_worker,
         "processes": True,
     }
+
+
+def scheduler_file(home: Path) -> Path:
+    """Where the long-lived cluster of `tidewater serve` writes its scheduler's address."""
+    return Path(home) / "dask" / "scheduler.json"
+
+
+def served_scheduler_address(home: Path) -> str | None:
+    """The address of the scheduler `tidewater serve` runs for `home`, if it answers."""
+    path = scheduler_file(home)
+    try:
+        address = json.loads(path.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return None
+    return address
 
 
 def dask_task_runner(address: str | None, spec: ClusterSpec) -> DaskTaskRunner:

@@ -59,7 +59,7 @@ class Lake:
     """
 
     root: str
-    storage_options: Mapping[str, str] = field(default_factory=dict)
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
     row_group_rows: int = 128 * 1024
     commit_attempts: int = 8
 
@@ -180,6 +180,8 @@ class Lake:
                 partition_by=list(partition_by) or None,
                 storage_options=self._options(),
                 commit_properties=properties,
+                # appended history (the ledger) gains columns as the code grows
+                schema_mode="merge" if mode == "append" else None,
                 writer_properties=WriterProperties(max_row_group_size=self.row_group_rows),
             )
 

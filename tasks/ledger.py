@@ -14,6 +14,7 @@ import pyarrow as pa
 from prefect import task
 
 from tasks.lake import Lake
+from tasks.metering import StageMeter
 
 STAGES = ("ingest", "validate", "train", "score", "monitor", "pipeline")
 
@@ -36,8 +37,16 @@ LEDGER_SCHEMA = pa.schema(
         ("verdict", pa.string()),
         ("error", pa.string()),
         ("details", pa.string()),
+        ("wall_seconds", pa.float64()),
+        ("cpu_seconds", pa.float64()),
+        ("gpu_seconds", pa.float64()),
+        ("peak_memory_bytes", pa.int64()),
     ]
 )
+
+# How a stage run ended: `crashed` and `cancelled` are recorded by Prefect state hooks
+# when the process running it died or an operator cancelled it.
+FINAL_STATUSES = ("succeeded", "failed", "crashed", "cancelled")
 
 
 @dataclass
@@ -45,6 +54,8 @@ class LedgerEntry:
     """What one stage run did. `files`, `delta_versions` and `details` are stored as JSON.
 
     `rows_diverted` counts rows sent aside: rejects at ingest, quarantine at validate.
+    Resource use: wall and CPU seconds and peak memory of the process that ran the stage,
+    plus (for scoring) the CPU and GPU seconds its Dask workers spent on it.
     """
 
     dataset: str
@@ -64,6 +75,19 @@ class LedgerEntry:
     verdict: str | None = None
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float | None = None
+    cpu_seconds: float | None = None
+    gpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+
+    def add_usage(self, usage: dict[str, float | int]) -> None:
+        """Add measured resource use (e.g. of Dask workers) to what is recorded."""
+        for name, value in usage.items():
+            current = getattr(self, name)
+            if name == "peak_memory_bytes":
+                setattr(self, name, max(current or 0, int(value)))
+            else:
+                setattr(self, name, round((current or 0.0) + float(value), 3))
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
@@ -113,19 +137,54 @@ def last_succeeded(lake: Lake, dataset: str, ds: str, stage: str) -> dict[str, A
     return None if frame.empty else frame.iloc[-1].to_dict()
 
 
+def day_stages(lake: Lake, dataset: str, ds: str) -> list[dict[str, Any]]:
+    """The latest run of each stage of (dataset, ds), in pipeline order."""
+    latest = latest_runs(lake, dataset)
+    if latest.empty:
+        return []
+    runs = {row["stage"]: row for row in latest[latest["ds"] == ds].to_dict("records")}
+    return [runs[stage] for stage in STAGES if stage in runs]
+
+
+def succeeded_days(lake: Lake, dataset: str, stage: str) -> list[str]:
+    """The days whose latest run of `stage` succeeded, oldest first."""
+    latest = latest_runs(lake, dataset)
+    if latest.empty:
+        return []
+    done = latest[(latest["stage"] == stage) & (latest["status"] == "succeeded")]
+    return sorted(done["ds"])
+
+
 @contextmanager
 def ledger_stage(lake: Lake, dataset: str, ds: str, stage: str, run_id: str):
-    """Yields the stage's `LedgerEntry` to fill in; records it when the stage ends,
-    as failed (with the error) if the stage raised."""
+    """Yields the stage's `LedgerEntry` to fill in; records it when the stage ends, with
+    the stage's resource use, as failed (with the error) if the stage raised."""
     entry = LedgerEntry(dataset=dataset, ds=ds, stage=stage, run_id=run_id)
+    meter = StageMeter().start()
     try:
         yield entry
     except BaseException as error:
         entry.status = "failed"
         entry.error = f"{type(error).__name__}: {error}"[:2000]
+        entry.add_usage(meter.stop())
         record_ledger(lake, entry)
         raise
+    entry.add_usage(meter.stop())
     record_ledger(lake, entry)
+
+
+def record_ended_run(
+    lake: Lake, dataset: str, ds: str, stage: str, run_id: str, status: str, message: str
+) -> None:
+    """Record a run that ended without its stage recording itself (crashed, cancelled),
+    unless the stage already did."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    recorded = read_ledger(lake, dataset, ds)
+    if ((recorded["run_id"] == run_id) & (recorded["stage"] == stage)).any():
+        return
+    entry = LedgerEntry(dataset, ds, stage, run_id, status=status, error=message[:2000])
+    record_entry(lake, entry)
 
 
 def _stage_value(stages: dict[str, dict], name: str, column: str) -> Any:
@@ -154,7 +213,7 @@ def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
                 "verdict": value("monitor", "verdict"),
                 "report": value("monitor", "report"),
                 "stages": {name: stage[name]["status"] for name in STAGES if name in stage},
-                "errors": {n: r["error"] for n, r in stage.items() if r["status"] == "failed"},
+                "errors": {n: r["error"] for n, r in stage.items() if r["status"] != "succeeded"},
             }
         )
     return days

@@ -99,6 +99,27 @@ def save_drift_report(
     return written
 
 
+PRESIGNED_SECONDS = 7 * 24 * 3600
+
+
+def report_url(
+    reports_uri: str,
+    report: str,
+    base_url: str | None,
+    storage_options: Mapping[str, str] | None = None,
+) -> str | None:
+    """A link an operator's browser can open: under `base_url` where the reports folder is
+    served over HTTP, else a presigned URL where the store signs (S3), else None."""
+    if base_url:
+        relative = report.removeprefix(reports_uri.rstrip("/")).lstrip("/")
+        return f"{base_url.rstrip('/')}/{relative}"
+    fs, path = fsspec.core.url_to_fs(report, **dict(storage_options or {}))
+    try:
+        return fs.sign(path, expiration=PRESIGNED_SECONDS)
+    except NotImplementedError:
+        return None
+
+
 @step(retries=2)
 def write_metrics(
     lake: Lake,

@@ -4,6 +4,7 @@ commit every shard's predictions of a model version in one atomic replace."""
 from __future__ import annotations
 
 import os
+import resource
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -74,6 +75,8 @@ class ShardScores:
     worker: str
     events: tuple[str, ...]
     files: dict[str, StagedFile] = field(repr=False)
+    cpu_seconds: float = 0.0
+    worker_peak_memory_bytes: int = 0
 
 
 @step(retries=2)
@@ -304,7 +307,7 @@ def score_shard(
     options = storage_options or {}
     record_attempt(staging_uri, shard, options)
     _match_worker_threads()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     cards = [cached_forest(model)[0] for model in models]
     columns = sorted({"_row_id", *(name for card in cards for name in card.feature_spec.names)})
     categorical = {name for card in cards for name in card.feature_spec.categorical}
@@ -329,6 +332,8 @@ def score_shard(
         worker=_worker_name(),
         events=tuple(events),
         files=files,
+        cpu_seconds=time.process_time() - cpu_started,
+        worker_peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )
 
 
@@ -355,6 +360,16 @@ def commit_predictions(
             partition_by=("ds", "model_version"),
         )
         for model in models
+    }
+
+
+def worker_usage(results: Sequence[ShardScores]) -> dict[str, float | int]:
+    """What the Dask workers spent on a scoring pass: CPU seconds of their processes during
+    the shards, seconds of shards scored on a GPU, and the highest worker memory mark."""
+    return {
+        "cpu_seconds": sum(r.cpu_seconds for r in results),
+        "gpu_seconds": sum(r.seconds for r in results if r.device.startswith("gpu")),
+        "peak_memory_bytes": max((r.worker_peak_memory_bytes for r in results), default=0),
     }
 
 

@@ -103,7 +103,9 @@ def split_valid_rows(bronze: pd.DataFrame, dataset: Dataset) -> ValidationSplit:
             summary = "; ".join(f"{c.column}: {c.check}" for c in unplaced.itertuples())
             raise ValueError(f"{dataset.name} schema failed as a whole: {summary}") from errors
         for case in cases.itertuples():
-            failures.at[case.index] = failures.at[case.index] + [f"{case.column}: {case.check}"]
+            # a row-wide (DataFrameSchema) check is reported for every column: name it once
+            where = "row" if case.schema_context == "DataFrameSchema" else case.column
+            failures.at[case.index] = failures.at[case.index] + [f"{where}: {case.check}"]
     failed = failures.map(bool).to_numpy(dtype=bool)
     silver = typed[~failed].copy()
     for name in LINEAGE:
@@ -113,6 +115,24 @@ def split_valid_rows(bronze: pd.DataFrame, dataset: Dataset) -> ValidationSplit:
     return ValidationSplit(
         silver=silver.reset_index(drop=True), quarantine=quarantine.reset_index(drop=True)
     )
+
+
+def quarantine_samples(split: ValidationSplit, n: int = 5) -> list[dict]:
+    """The first `n` quarantined rows: where they came from, what failed, the values named."""
+    samples = []
+    for row in split.quarantine.head(n).to_dict("records"):
+        named = {check.split(":", 1)[0] for check in row["_failed_checks"]}
+        values = {name: row[name] for name in sorted(named) if name in row}
+        samples.append(
+            {
+                "row_id": row["_row_id"],
+                "file": str(row["_source"]).rsplit("/", 1)[-1],
+                "line": row["_line"],
+                "checks": list(row["_failed_checks"]),
+                "values": ", ".join(f"{k}={v!r}" for k, v in values.items()),
+            }
+        )
+    return samples
 
 
 def check_quarantine_limit(split: ValidationSplit, dataset: str, ds: str, limit: float) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# As the CLI does: flow and task logs reach the Prefect API at INFO, the terminal warnings only.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def gpu_present() -> bool:
@@ -59,6 +61,8 @@ def home(tmp_path) -> Path:
 
 @pytest.fixture
 def settings(home, dask_address):
-    from flows.settings import Settings
+    """This test's settings, installed as the process's settings for its flows."""
+    from flows.settings import Settings, use_settings
 
-    return Settings(home=home, dask_address=dask_address)
+    with use_settings(Settings(home=home, dask_address=dask_address)) as settings:
+        yield settings

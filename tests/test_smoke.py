@@ -1,11 +1,10 @@
-"""Every flow and deployment loads."""
+"""Every flow, deployment and CLI command loads."""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
-import yaml
 from prefect.flows import Flow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,16 +17,28 @@ def test_every_flow_loads():
         assert isinstance(flow, Flow) and flow.name == name
 
 
-def test_every_deployment_points_at_a_flow_and_names_its_parameters():
-    spec = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
-    assert spec["deployments"]
-    for deployment in spec["deployments"]:
-        path, name = deployment["entrypoint"].split(":")
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        flow = getattr(module, name)
-        assert set(deployment.get("parameters", {})) <= set(flow.parameters.properties)
-        for schedule in deployment.get("schedules", []):
-            assert len(schedule["cron"].split()) == 5
+def test_every_registered_dataset_gets_a_daily_and_a_retrain_deployment():
+    from datasets import dataset_names
+    from deployments.deploy import build_deployments
+
+    deployments = {d.name: d for d in build_deployments(dataset_names())}
+    for dataset in dataset_names():
+        daily, retrain = deployments[f"{dataset}-daily"], deployments[f"{dataset}-retrain"]
+        assert (daily.flow_name, retrain.flow_name) == ("pipeline", "train")
+        assert [s.schedule.cron for s in daily.schedules] == ["0 2 * * *"]
+        assert not retrain.schedules
+    for deployment in deployments.values():
+        module, name = deployment.entrypoint.rsplit(".", 1)
+        flow = getattr(importlib.import_module(module), name)
+        assert set(deployment.parameters) <= set(flow.parameters.properties)
+
+
+def test_flow_parameters_are_plain_values_a_ui_form_can_render():
+    for name in FLOWS:
+        flow = getattr(importlib.import_module(f"flows.{name}"), name)
+        for parameter in flow.parameters.properties.values():
+            types = {t.get("type") for t in parameter.get("anyOf", [parameter])}
+            assert types <= {"string", "number", "integer", "boolean", "array", "null"}, parameter
 
 
 def test_the_cli_loads():
@@ -37,5 +48,5 @@ def test_the_cli_loads():
 
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "land", "run", "train", "status", "serve"):
+    for command in ("demo", "land", "run", "train", "status", "serve", "deploy", "doctor"):
         assert command in result.output

@@ -13,7 +13,7 @@ import pytest
 from datasets import adult, get_dataset
 from flows.pipeline import pipeline
 from flows.resources import lake_of, model_store_of
-from flows.settings import Settings
+from flows.settings import Settings, use_settings
 from tasks.bronze import row_id
 from tasks.lake import RUN_ID_KEY
 from tasks.ledger import read_ledger
@@ -32,12 +32,13 @@ def settings(tmp_path_factory, dask_address) -> Settings:
     get_dataset(DATASET).land(
         settings.landing_uri, date(2024, 1, 1), 8, drift_from=date.fromisoformat(DRIFT_DAY)
     )
-    return settings
+    with use_settings(settings):
+        yield settings
 
 
 @pytest.fixture(scope="module")
 def runs(settings) -> dict[str, dict]:
-    return {ds: pipeline(DATASET, ds, settings) for ds in [*CLEAN_DAYS, DRIFT_DAY]}
+    return {ds: pipeline(DATASET, ds) for ds in [*CLEAN_DAYS, DRIFT_DAY]}
 
 
 def table(settings, name: str, ds: str, **where) -> pd.DataFrame:
@@ -121,7 +122,7 @@ def test_planted_drift_is_flagged_on_its_day_only(settings, runs):
 def test_running_a_day_again_gives_identical_tables(settings, runs):
     ds = CLEAN_DAYS[0]
     before = {name: content(settings, name, ds) for name in ("bronze", "silver", "predictions")}
-    pipeline(DATASET, ds, settings)
+    pipeline(DATASET, ds)
     for name, frame in before.items():
         pd.testing.assert_frame_equal(content(settings, name, ds), frame)
 
@@ -133,7 +134,7 @@ def test_a_relanded_day_replaces_its_slice_entirely(settings, runs):
     fs.rm(path, recursive=True)
     fresh = adult.load_adult().iloc[:500]
     adult.write_landing_file(fresh, f"{folder}/relanded.csv", "csv")
-    run = pipeline(DATASET, ds, settings)
+    run = pipeline(DATASET, ds)
     assert run["landed"] == run["bronze"] == run["silver"] == run["predictions"] == 500
     assert table(settings, "rejects", ds).empty
     assert table(settings, "bronze", ds)["_source"].str.endswith("relanded.csv").all()
@@ -166,7 +167,7 @@ def test_bad_inputs_each_get_a_reject_or_a_quarantine_row(settings, runs):
     gz = gzip.compress(header + b"\n" + body * 50, mtime=0)
     fs.pipe_file(f"{path}/truncated.csv.gz", gz[: len(gz) // 2])
 
-    run = pipeline(DATASET, ds, settings)
+    run = pipeline(DATASET, ds)
 
     rejects = table(settings, "rejects", ds)
     quarantine = table(settings, "quarantine", ds)
@@ -189,8 +190,9 @@ def test_bad_inputs_each_get_a_reject_or_a_quarantine_row(settings, runs):
 def test_too_many_quarantined_rows_fail_the_day_loudly_and_keep_every_row(settings, runs):
     ds = "2024-01-05"
     strict = settings.model_copy(update={"max_quarantine_fraction": 0.001})
-    with pytest.raises(Exception, match=r"12 of 6,?125 rows quarantined \(0.2% > limit 0.1%\)"):
-        pipeline(DATASET, ds, strict)
+    quarantined = r"12 of 6,?125 rows quarantined \(0.2% > limit 0.1%\)"
+    with pytest.raises(Exception, match=quarantined), use_settings(strict):
+        pipeline(DATASET, ds)
     ledger = read_ledger(lake_of(settings), DATASET, ds)
     validate = ledger[ledger["stage"] == "validate"].iloc[-1]
     assert validate["status"] == "failed" and "QuarantineLimitExceeded" in validate["error"]
@@ -207,6 +209,6 @@ def test_a_day_of_empty_files_is_accounted_as_zero_rows(settings, runs):
     fs.rm(path, recursive=True)
     fs.makedirs(path)
     fs.pipe_file(f"{path}/empty.csv", b"")
-    run = pipeline(DATASET, ds, settings)
+    run = pipeline(DATASET, ds)
     assert run["landed"] == run["bronze"] == run["silver"] == run["predictions"] == 0
     assert run["verdict"] == "no-data"

@@ -21,7 +21,7 @@ from distributed import Client
 from datasets import get_dataset
 from flows.resources import lake_of, model_store_of
 from flows.score import score
-from flows.settings import Settings
+from flows.settings import Settings, use_settings
 from tasks.cluster import ClusterSpec, local_cluster
 from tasks.features import feature_matrix
 from tasks.ledger import read_ledger
@@ -78,7 +78,8 @@ def test_any_number_of_workers_gives_the_single_process_and_xgboost_answer(score
     settings, frame, card, trained = scored_day
     with local_cluster(ClusterSpec(workers=workers, device="cpu")) as address:
         run = settings.model_copy(update={"dask_address": address, "shard_rows": 4096})
-        score.with_options(task_runner=_runner(address))("adult", DS, run)
+        with use_settings(run):
+            score.with_options(task_runner=_runner(address))("adult", DS)
     scored = predictions(settings)
     assert len(scored) == len(frame) and scored["_row_id"].is_unique
     assert len(score_entry(settings)["details"]["shards"]) == 5
@@ -125,7 +126,8 @@ def test_a_killed_worker_costs_a_retry_not_a_row(tmp_path, prefect_api):
 
 def _score_or_error(settings: Settings):
     try:
-        return score.with_options(task_runner=_runner(settings.dask_address))("adult", DS, settings)
+        with use_settings(settings):
+            return score.with_options(task_runner=_runner(settings.dask_address))("adult", DS)
     except Exception as error:  # noqa: BLE001 - reported by the assertion
         return error
 
@@ -185,7 +187,8 @@ def test_an_external_scheduler_is_used_when_its_address_is_set(scored_day, tmp_p
             client.wait_for_workers(1, timeout=60)
             address = client.scheduler.address
         run = settings.model_copy(update={"dask_address": address})
-        result = score.with_options(task_runner=_runner(address))("adult", "2024-02-01", run)
+        with use_settings(run):
+            result = score.with_options(task_runner=_runner(address))("adult", "2024-02-01")
     finally:
         for process in (worker, scheduler):
             if process:
@@ -212,7 +215,8 @@ def test_local_cuda_cluster_scores_like_the_cpu(scored_day):
     spec = ClusterSpec(device="auto")
     with local_cluster(spec) as address:
         run = settings.model_copy(update={"dask_address": address, "device": "gpu"})
-        score.with_options(task_runner=_runner(address))("adult", DS, run)
+        with use_settings(run):
+            score.with_options(task_runner=_runner(address))("adult", DS)
     gpu = predictions(settings)
     assert score_entry(settings)["details"]["devices"] == ["gpu"]
     np.testing.assert_allclose(gpu["score"], cpu["score"], atol=1e-5)

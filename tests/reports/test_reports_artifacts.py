@@ -1,7 +1,7 @@
 import pytest
 
 from reports import artifacts
-from reports.artifacts import artifact_key, publish_drift_artifact
+from reports.artifacts import artifact_key, publish_markdown
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_publish_creates_a_markdown_artifact(monkeypatch):
     monkeypatch.setattr(
         artifacts, "create_markdown_artifact", lambda **kwargs: calls.append(kwargs)
     )
-    publish_drift_artifact("# Drift", "Drift adult 2024-01-06")
+    publish_markdown("# Drift", "Drift adult 2024-01-06", "Drift of adult")
     assert calls == [
-        {"markdown": "# Drift", "key": "drift-adult-2024-01-06", "description": "Drift report"}
+        {"markdown": "# Drift", "key": "drift-adult-2024-01-06", "description": "Drift of adult"}
     ]
