@@ -34,9 +34,10 @@ def _free_port() -> int:
 
 
 def server_environment(prefect_home: Path, port: int) -> dict[str, str]:
-    """What the embedded server process runs with: its own SQLite under TIDEWATER_HOME, and
-    a UI that calls this server's API (the UI's API address is built from the API port
-    setting, not from `prefect server start --port`)."""
+    """What the embedded server process runs with: the caller's environment, so that
+    production settings reach it (database URL, else SQLite under TIDEWATER_HOME; basic
+    auth; CSRF protection), and a UI that calls this server's API (the UI's API address is
+    built from the API port setting, not from `prefect server start --port`)."""
     return {
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
@@ -116,11 +117,14 @@ def stop_server(home: Path) -> bool:
 
 def ensure_prefect_api(home: Path) -> str:
     """The Prefect API every process of this run uses: PREFECT_API_URL when set, else the
-    embedded server of `home`, exported so that child processes (Dask workers) share it."""
+    embedded server of `home`, exported so that child processes (Dask workers) share it,
+    with the server's basic-auth credential when it has one."""
     configured = os.environ.get("PREFECT_API_URL")
     if configured:
         return configured
     info = start_server(home)
     os.environ["PREFECT_API_URL"] = info["api_url"]
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if auth := os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", auth)
     return info["api_url"]
