@@ -84,9 +84,17 @@ def _prefect(settings, verbose: bool) -> Iterator[str]:
 
     with console.status("connecting to the Prefect API"):
         api_url = ensure_prefect_api(settings.home)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: api_url}), use_settings(settings):
+    from deployments.doctor import check_prefect_api
+
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    reachable = check_prefect_api(api_url, auth_string=auth)
+    if reachable.status == "fail":
+        raise _fail(f"{reachable.detail}\n{reachable.fix or ''}")
+    # Given explicitly, so that no import order decides which API and credential are used.
+    overrides = {PREFECT_API_URL: api_url} | ({PREFECT_API_AUTH_STRING: auth} if auth else {})
+    with temporary_settings(overrides), use_settings(settings):
         yield api_url
 
 

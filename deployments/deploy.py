@@ -26,7 +26,8 @@ from reports import BREACH_EVENT
 
 DAILY_CRON = "0 2 * * *"
 ALERT_BLOCK = "tidewater-alerts"
-FLOW_NAMES = ("pipeline", "ingest", "validate", "train", "score", "monitor")
+# Alerts on the runs an operator starts or schedules; a failed stage fails its pipeline.
+ALERTED_FLOWS = ("pipeline", "train")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def ensure_work_pool(name: str) -> None:
 
 
 def alert_automations(block_id) -> list[Automation]:
-    """A notification for every failed or crashed tidewater flow run, and for every
+    """A notification for every failed or crashed pipeline or training run, and for every
     breached monitoring threshold (the event the monitor emits)."""
     notify = SendNotification(
         block_document_id=block_id,
@@ -88,7 +89,10 @@ def alert_automations(block_id) -> list[Automation]:
     failed_runs = EventTrigger(
         expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
         match={"prefect.resource.id": "prefect.flow-run.*"},
-        match_related={"prefect.resource.role": "flow", "prefect.resource.name": list(FLOW_NAMES)},
+        match_related={
+            "prefect.resource.role": "flow",
+            "prefect.resource.name": list(ALERTED_FLOWS),
+        },
         posture=Posture.Reactive,
         threshold=1,
     )

@@ -14,13 +14,19 @@ pytestmark = pytest.mark.integration
 TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
 
 
-def tidewater(*args: str, home: Path, api: str) -> subprocess.CompletedProcess:
-    env = os.environ | {
-        "TIDEWATER_HOME": str(home),
-        "PREFECT_API_URL": api,
-        "TIDEWATER_DASK_WORKERS": "1",
-        "COLUMNS": "200",
-    }
+def tidewater(
+    *args: str, home: Path, api: str, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = (
+        os.environ
+        | {
+            "TIDEWATER_HOME": str(home),
+            "PREFECT_API_URL": api,
+            "TIDEWATER_DASK_WORKERS": "1",
+            "COLUMNS": "200",
+        }
+        | (extra or {})
+    )
     return subprocess.run([TIDEWATER, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -64,3 +70,26 @@ def test_errors_are_clear_and_exit_non_zero(tmp_path, prefect_api):
         text=True,
     )
     assert env_error.returncode == 2 and "invalid TIDEWATER_* settings" in env_error.stderr
+
+
+def test_doctor_names_what_is_wrong_and_how_to_fix_it(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    landing_under_a_file = tmp_path / "a-file"
+    landing_under_a_file.write_text("not a folder")
+    doctor = tidewater(
+        "doctor",
+        home=tmp_path / "home",
+        api=dead,
+        extra={"TIDEWATER_LANDING_URI": str(landing_under_a_file / "landing")},
+    )
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    api = next(line for line in doctor.stdout.splitlines() if "Prefect API" in line)
+    assert "fail" in api and "tidewater serve" in doctor.stdout
+    landing = next(line for line in doctor.stdout.splitlines() if "storage landing" in line)
+    assert "fail" in landing
+    lake = next(line for line in doctor.stdout.splitlines() if "storage lake" in line)
+    assert "ok" in lake

@@ -189,13 +189,11 @@ def test_the_cli_without_the_credential_fails_clearly(server, tmp_path):
     env = _client_env(
         TIDEWATER_HOME=str(tmp_path / "home"),
         PREFECT_API_URL=server.api_url,
-        # Production's shape, an external scheduler: no local cluster starts for a run that
-        # is refused before it needs one (nothing listens there).
-        TIDEWATER_DASK_ADDRESS="tcp://127.0.0.1:9",
     )
     ran = tidewater("run", "adult", "--ds", DS, env=env)
     assert ran.returncode == 1
-    assert "401 Unauthorized" in ran.stderr
+    assert "wants basic auth (HTTP 401)" in ran.stderr
+    assert "set PREFECT_API_AUTH_STRING" in ran.stderr
 
 
 EMBEDDED_CLIENT = """

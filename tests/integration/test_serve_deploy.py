@@ -16,6 +16,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -145,7 +146,7 @@ def test_serve_deploy_run_cancel_and_alert(operator):
     # A day with nothing landed fails: the alert names the failed run.
     missing = _run_deployment("pipeline/adult-daily", "2024-06-09")
     assert missing.state.is_failed()
-    assert "pipeline-adult-2024-06-09" in operator.webhook.wait_for("Failed")
+    assert "prefect.flow-run.Failed" in operator.webhook.wait_for("pipeline-adult-2024-06-09")
 
     # An operator cancels a running day: the ledger and `status` show it cancelled.
     pending = _run_deployment("pipeline/adult-daily", "2024-06-02", timeout=0)
@@ -156,11 +157,36 @@ def test_serve_deploy_run_cancel_and_alert(operator):
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(pending.id, State(type=StateType.CANCELLING), force=True)
     _wait_for_state(pending.id, {"CANCELLED"})
-    deadline = time.monotonic() + 60
+    assert "cancelled: pipeline" in _status_row(operator, "2024-06-02", "cancelled: pipeline")
+
+    # The process running a day dies: the run is crashed, and the ledger and `status` say so.
+    doomed = _run_deployment("pipeline/adult-daily", "2024-06-02", timeout=0)
+    _wait_for_state(doomed.id, {"RUNNING"})
+    _flow_run_process(doomed.id).kill()
+    _wait_for_state(doomed.id, {"CRASHED"})
+    assert "crashed: pipeline" in _status_row(operator, "2024-06-02", "crashed: pipeline")
+
+
+def _flow_run_process(flow_run_id) -> psutil.Process:
+    """The process a worker started for `flow_run_id` (it carries the id in its env)."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get("PREFECT__FLOW_RUN_ID") == str(flow_run_id):
+                    return process
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"no process runs flow run {flow_run_id}")
+
+
+def _status_row(operator, ds: str, expected: str, seconds: float = 60) -> str:
+    """The `status` line of `ds` once it shows `expected` (hooks record after the state)."""
+    deadline = time.monotonic() + seconds
+    while True:
         status = operator("status", "adult")
-        if "cancelled: pipeline" in status.stdout:
-            break
+        row = next((line for line in status.stdout.splitlines() if ds in line), "")
+        if expected in row or time.monotonic() > deadline:
+            return row
         time.sleep(2)
-    row = next(line for line in status.stdout.splitlines() if "2024-06-02" in line)
-    assert "cancelled: pipeline" in row
