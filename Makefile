@@ -3,10 +3,16 @@ PYTHON ?= python3.11
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
+# The newest Python we support: `make test` also runs the fast tests there, in its own venv.
+# pyenv's shims run only its global version, so ask pyenv for the path; else use PATH.
+NEWEST := 3.13
+NEWEST_PYTHON ?= $(or $(addsuffix /bin/python$(NEWEST),$(shell pyenv prefix $(NEWEST) 2>/dev/null)),python$(NEWEST))
+NEWEST_VENV := .venv-py$(NEWEST)
+FAST := not slow and not integration and not gpu
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: env gpu-env demo test test-gpu lint format bench-forest bench-scoring clean
+.PHONY: env env-newest gpu-env demo test test-newest test-gpu lint format bench-forest bench-scoring clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -18,6 +24,12 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 env: $(VENV)/.synced
 
+$(NEWEST_VENV)/.synced: $(UV) pyproject.toml uv.lock
+	UV_PYTHON=$(NEWEST_PYTHON) UV_PROJECT_ENVIRONMENT=$(NEWEST_VENV) $(UV) sync --frozen
+	touch $@
+
+env-newest: $(NEWEST_VENV)/.synced
+
 gpu-env: $(UV)
 	$(UV) sync --frozen --extra gpu
 	touch $(VENV)/.synced
@@ -25,8 +37,13 @@ gpu-env: $(UV)
 demo: env
 	$(VENV)/bin/tidewater demo
 
+# The whole suite on $(PYTHON), then the fast subset on the newest Python.
 test: env
 	$(VENV)/bin/python -m pytest
+	$(MAKE) --no-print-directory test-newest
+
+test-newest: env-newest
+	$(NEWEST_VENV)/bin/python -m pytest -m "$(FAST)"
 
 test-gpu: gpu-env
 	$(VENV)/bin/python -m pytest -m gpu
@@ -46,4 +63,4 @@ bench-scoring: env
 	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 3
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .tidewater .pytest_cache
+	rm -rf $(VENV) $(NEWEST_VENV) $(TOOLS) .tidewater .pytest_cache
