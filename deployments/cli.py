@@ -242,6 +242,12 @@ def serve(
         console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return
     _quiet_terminal(verbose=False)
+    console.print(_start_services(settings, worker))
+
+
+def _start_services(settings, worker: bool) -> Table:
+    """The services of `tidewater serve` (each started unless it runs), as a table."""
+    from deployments import services
     from deployments.server import ensure_prefect_api
 
     with console.status("starting the Prefect server"):
@@ -304,22 +310,14 @@ def serve(
             )
         table.add_row("Prefect worker", f"pool {settings.work_pool}")
     table.add_row("Logs", str(settings.home / "serve"))
-    console.print(table)
+    return table
 
 
 @app.command()
 def deploy() -> None:
     """Apply the work pool, a daily and a retrain deployment per registered dataset, and
     (with TIDEWATER_ALERT_WEBHOOK_URL) the alert automations to the Prefect API."""
-    settings = _settings()
-    with _prefect(settings, verbose=False):
-        from datasets import dataset_names
-        from deployments.deploy import apply_all
-
-        webhook = settings.alert_webhook_url
-        applied = apply_all(
-            dataset_names(), settings.work_pool, webhook.get_secret_value() if webhook else None
-        )
+    applied = _apply_deployments(_settings())
     console.print(f"work pool: {applied.work_pool}")
     for name in applied.deployments:
         console.print(f"deployment: {name}")
@@ -352,6 +350,17 @@ def doctor() -> None:
     raise typer.Exit(exit_code(checks))
 
 
+def _apply_deployments(settings):
+    with _prefect(settings, verbose=False):
+        from datasets import dataset_names
+        from deployments.deploy import apply_all
+
+        webhook = settings.alert_webhook_url
+        return apply_all(
+            dataset_names(), settings.work_pool, webhook.get_secret_value() if webhook else None
+        )
+
+
 def _free_port() -> int:
     import socket
 
@@ -368,12 +377,17 @@ def demo(
     train_days: Annotated[int, typer.Option(min=1)] = 3,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Land the UCI Adult data as daily partitions (drift and bad files planted), train the
-    first model if there is none, run the pipeline for every day and print a summary."""
+    """Start what `serve` starts and apply the deployments, land the UCI Adult data as daily
+    partitions (drift and bad files planted), train the first model if there is none, run
+    the pipeline for every day and print a summary."""
     from flows.resources import storage_options_of
 
     dataset, settings = "adult", _settings()
     spec = _dataset(dataset)
+    _quiet_terminal(verbose)
+    served = _start_services(settings, worker=True)
+    _apply_deployments(settings)
+    settings = _settings()  # now with the reports server's URL
     all_days = _days(start, days)
     with console.status(f"landing {days} days of {dataset} under {settings.landing_uri}"):
         spec.land(
@@ -383,7 +397,7 @@ def demo(
             drift_from=(start + timedelta(days=drift_day - 1)).date(),
             storage_options=storage_options_of(settings),
         )
-    with _prefect(settings, verbose) as api_url, _cluster(settings) as settings:
+    with _prefect(settings, verbose), _cluster(settings) as settings:
         from flows.ingest import ingest
         from flows.resources import model_store_of
         from flows.train import train as train_flow
@@ -399,7 +413,8 @@ def demo(
             console.print(f"trained first model {version} on {len(window)} days")
         failed = _run_days(dataset, all_days)
     _print_status(dataset, settings, days=all_days)
-    console.print(f"Prefect UI: {api_url.removesuffix('/api')}   lake: {settings.lake_uri}")
+    console.print(served)
+    console.print(f"lake: {settings.lake_uri}   stop the services: tidewater serve --stop")
     if failed:
         raise typer.Exit(1)
 

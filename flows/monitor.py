@@ -57,7 +57,7 @@ def monitor(dataset: str, ds: str, model_version: str) -> dict:
         metrics_version = write_metrics(lake, rows, dataset, ds, model_version, run_id)
         link = report_url(settings.reports_uri, paths["html"], settings.reports_url, options)
         publish_markdown(
-            drift_markdown(dataset, ds, model_version, result, decision, link or paths["html"]),
+            drift_markdown(dataset, ds, model_version, result, decision, paths["html"], link),
             key=artifact_key(f"drift-{dataset}-{ds}"),
             description=f"Drift of {dataset} ds={ds}",
         )

@@ -76,8 +76,10 @@ def drift_markdown(
     result: DriftResult,
     decision: Decision,
     report_path: str,
+    report_url: str | None = None,
 ) -> str:
-    """A compact markdown summary of a drift report, linking to its HTML at `report_path`."""
+    """A compact markdown summary of a drift report, linking to its HTML at `report_url`
+    (where a browser can open it), else naming the file at `report_path`."""
     day = ds.isoformat() if isinstance(ds, date) else str(ds)
     lines = [
         f"# Drift: {_cell(dataset)} {day} (model {_cell(model_version)})",
@@ -99,7 +101,9 @@ def drift_markdown(
             for c in result.columns
         ),
         "",
-        f"[Full HTML report]({report_path})",
+        f"[Full HTML report]({report_url})"
+        if report_url
+        else f"Full HTML report: `{_cell(report_path)}` (run `tidewater serve` for a link)",
     ]
     return "\n".join(lines) + "\n"
 

@@ -44,9 +44,9 @@ LEDGER_SCHEMA = pa.schema(
     ]
 )
 
-# How a stage run ended: `crashed` and `cancelled` are recorded by Prefect state hooks
-# when the process running it died or an operator cancelled it.
-FINAL_STATUSES = ("succeeded", "failed", "crashed", "cancelled")
+# How a stage run ended: `interrupted` when a signal stopped it; `crashed` and `cancelled`
+# are recorded by Prefect state hooks when its process died or an operator cancelled it.
+FINAL_STATUSES = ("succeeded", "failed", "interrupted", "crashed", "cancelled")
 
 
 @dataclass
@@ -164,7 +164,9 @@ def ledger_stage(lake: Lake, dataset: str, ds: str, stage: str, run_id: str):
     try:
         yield entry
     except BaseException as error:
-        entry.status = "failed"
+        # A signal (cancellation, termination, Ctrl-C) interrupts the stage; Prefect's state
+        # hooks then record how the run ended (cancelled, crashed) after this row.
+        entry.status = "failed" if isinstance(error, Exception) else "interrupted"
         entry.error = f"{type(error).__name__}: {error}"[:2000]
         entry.add_usage(meter.stop())
         record_ledger(lake, entry)
@@ -176,12 +178,13 @@ def ledger_stage(lake: Lake, dataset: str, ds: str, stage: str, run_id: str):
 def record_ended_run(
     lake: Lake, dataset: str, ds: str, stage: str, run_id: str, status: str, message: str
 ) -> None:
-    """Record a run that ended without its stage recording itself (crashed, cancelled),
-    unless the stage already did."""
+    """Record how a run ended when its stage did not record it (crashed, cancelled, or
+    interrupted by the signal that ended it)."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"unknown status {status!r}")
     recorded = read_ledger(lake, dataset, ds)
-    if ((recorded["run_id"] == run_id) & (recorded["stage"] == stage)).any():
+    mine = recorded[(recorded["run_id"] == run_id) & (recorded["stage"] == stage)]
+    if (mine["status"] != "interrupted").any():
         return
     entry = LedgerEntry(dataset, ds, stage, run_id, status=status, error=message[:2000])
     record_entry(lake, entry)

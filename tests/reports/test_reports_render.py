@@ -68,15 +68,16 @@ def test_markdown_summarises_verdict_and_drifted_columns(build, reference, frame
     result = build(reference, frame(seed=2, age_shift=8, score_shift=0.15))
     decision = decide(result, DriftPolicy())
     assert decision.verdict is Verdict.RETRAIN
-    markdown = drift_markdown(
-        "adult", "2024-01-06", "v3", result, decision, "s3://lake/reports/adult/2024-01-06.html"
-    )
+    path, url = "s3://lake/reports/adult/2024-01-06.html", "https://signed.example/r.html?sig=x"
+    markdown = drift_markdown("adult", "2024-01-06", "v3", result, decision, path, url)
     assert "**Verdict: RETRAIN**" in markdown
     assert "| age | wasserstein |" in markdown
     assert "| score | wasserstein |" in markdown
     assert markdown.count("**yes**") == 2
     assert "age drifted: wasserstein" in markdown
-    assert "[Full HTML report](s3://lake/reports/adult/2024-01-06.html)" in markdown
+    assert f"[Full HTML report]({url})" in markdown
+    unlinked = drift_markdown("adult", "2024-01-06", "v3", result, decision, "/srv/r.html")
+    assert "Full HTML report: `/srv/r.html` (run `tidewater serve` for a link)" in unlinked
     assert "adult 2024-01-06 (model v3)" in markdown
 
 
