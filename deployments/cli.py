@@ -274,7 +274,7 @@ def _start_services(settings, worker: bool) -> Table:
     table.add_row("Dask scheduler", address)
 
     if "://" not in settings.reports_uri or settings.reports_uri.startswith("file://"):
-        port = _free_port()
+        port = _reports_port(settings.home)
         url = f"http://127.0.0.1:{port}"
         reports = Path(settings.reports_uri.removeprefix("file://"))
         reports.mkdir(parents=True, exist_ok=True)
@@ -361,12 +361,21 @@ def _apply_deployments(settings):
         )
 
 
-def _free_port() -> int:
+def _reports_port(home: Path) -> int:
+    """The reports server's port: the one it had before while free (artifacts already link
+    to it), else a new one, remembered under `home`."""
     import socket
 
+    remembered = home / "serve" / "reports.port"
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", int(remembered.read_text())))
+        except (OSError, ValueError):
+            sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    remembered.parent.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(str(port))
+    return port
 
 
 @app.command()
@@ -380,15 +389,15 @@ def demo(
     """Start what `serve` starts and apply the deployments, land the UCI Adult data as daily
     partitions (drift and bad files planted), train the first model if there is none, run
     the pipeline for every day and print a summary."""
-    from flows.resources import storage_options_of
-
+    _quiet_terminal(verbose)  # before anything imports Prefect and sets up its logging
     dataset, settings = "adult", _settings()
     spec = _dataset(dataset)
-    _quiet_terminal(verbose)
     served = _start_services(settings, worker=True)
     _apply_deployments(settings)
     settings = _settings()  # now with the reports server's URL
     all_days = _days(start, days)
+    from flows.resources import storage_options_of
+
     with console.status(f"landing {days} days of {dataset} under {settings.landing_uri}"):
         spec.land(
             settings.landing_uri,

@@ -365,12 +365,13 @@ def commit_predictions(
 
 def worker_usage(results: Sequence[ShardScores]) -> dict[str, float | int]:
     """What the Dask workers spent on a scoring pass: CPU seconds of their processes during
-    the shards, seconds of shards scored on a GPU, and the highest worker memory mark."""
+    the shards, seconds of shards scored on a GPU (if any), and the highest worker memory
+    mark."""
+    on_gpu = [r.seconds for r in results if r.device.startswith("gpu")]
     return {
         "cpu_seconds": sum(r.cpu_seconds for r in results),
-        "gpu_seconds": sum(r.seconds for r in results if r.device.startswith("gpu")),
         "peak_memory_bytes": max((r.worker_peak_memory_bytes for r in results), default=0),
-    }
+    } | ({"gpu_seconds": sum(on_gpu)} if on_gpu else {})
 
 
 def shard_summary(
