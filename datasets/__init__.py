@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datasets.base import Dataset, DatasetModel, FeatureRoles
+from datasets.base import Dataset, DatasetModel, FeatureRoles, LandingFormat
 
 
 def _registry() -> dict[str, Dataset]:
@@ -26,4 +26,11 @@ def get_dataset(name: str) -> Dataset:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {known}") from None
 
 
-__all__ = ["Dataset", "DatasetModel", "FeatureRoles", "dataset_names", "get_dataset"]
+__all__ = [
+    "Dataset",
+    "DatasetModel",
+    "FeatureRoles",
+    "LandingFormat",
+    "dataset_names",
+    "get_dataset",
+]

@@ -54,7 +54,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from datasets import landing_writer as lw
-from datasets.base import Dataset, DatasetModel, FeatureRoles, daily_partitions
+from datasets.base import Dataset, DatasetModel, FeatureRoles, LandingFormat, daily_partitions
 
 NAME = "adult"
 DATA_FILE = Path(__file__).parent / "data" / "adult.csv.gz"
@@ -390,9 +390,9 @@ DATASET = Dataset(
     columns=COLUMNS,
     schema=AdultSchema,
     roles=ROLES,
+    landing=LandingFormat(null_tokens=MISSING_VALUES),
     land=land,
     synthesize=synthesize,
     derive_protected=derive_protected,
     citation=CITATION,
-    extra={"missing_values": MISSING_VALUES},
 )

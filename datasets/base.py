@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -48,16 +47,62 @@ class FeatureRoles:
         return self.numeric + self.categorical
 
 
+DEFAULT_KINDS = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".tsv": "tsv",
+    ".tsv.gz": "tsv",
+    ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+
+
+@dataclass(frozen=True)
+class LandingFormat:
+    """How the upstream writes the dataset's files, as declared by the dataset.
+
+    - `kinds`: file-name suffix → kind (`csv`, `tsv`, `jsonl`, `parquet`); a file whose
+      suffix is not here is not read, and the day's ingest fails naming it and its size.
+    - `delimiter`, `quotechar`: of `csv` files (`tsv` is tab-separated).
+    - `header`: whether text files start with a header row; without one, `file_columns`
+      names the fields in file order (default: the dataset's `columns`).
+    - `aliases`: upstream column name → the dataset's column name.
+    - `encoding`: of text files; a line that does not decode is a reject with its raw bytes.
+    - `null_tokens`: values (after stripping) that mean missing.
+    """
+
+    kinds: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_KINDS))
+    delimiter: str = ","
+    quotechar: str = '"'
+    header: bool = True
+    file_columns: tuple[str, ...] | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+    encoding: str = "utf-8"
+    null_tokens: tuple[str, ...] = ("",)
+
+    def kind_of(self, name: str) -> str | None:
+        """The kind of file `name` by its longest declared suffix, or None."""
+        lowered = name.lower()
+        for suffix in sorted(self.kinds, key=len, reverse=True):
+            if lowered.endswith(suffix.lower()):
+                return self.kinds[suffix]
+        return None
+
+
 @dataclass(frozen=True)
 class Dataset:
     """One dataset as the pipeline sees it.
 
     - `columns`: the columns a landed file must carry, in landing order.
     - `schema`: the pandera model silver rows satisfy (typed, checked).
-    - `land`: writes daily landing partitions of the real data, returning the URIs written:
+    - `landing`: how the upstream writes the files (`LandingFormat`).
+    - `land` (optional, for demos and benchmarks): writes daily landing partitions of the
+      real data, returning the URIs written:
       `land(landing_uri, start, days, drift_from=, bad_files=, seed=, storage_options=)`.
-    - `synthesize`: `synthesize(n_rows, drift=0.0, seed=0) -> DataFrame` with `columns`,
-      typed as silver, at any size; `drift` in [0, 1] moves the population.
+    - `synthesize` (optional): `synthesize(n_rows, drift=0.0, seed=0) -> DataFrame` with
+      `columns`, typed as silver, at any size; `drift` in [0, 1] moves the population.
     - `derive_protected`: adds derived protected columns (e.g. `age_band`) to a typed frame.
     """
 
@@ -65,11 +110,11 @@ class Dataset:
     columns: tuple[str, ...]
     schema: type[DatasetModel]
     roles: FeatureRoles
-    land: Callable[..., list[str]]
-    synthesize: Callable[..., pd.DataFrame]
+    landing: LandingFormat = field(default_factory=LandingFormat)
+    land: Callable[..., list[str]] | None = None
+    synthesize: Callable[..., pd.DataFrame] | None = None
     derive_protected: Callable[[pd.DataFrame], pd.DataFrame] = field(default=lambda df: df)
     citation: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def daily_partitions(start: date, days: int) -> list[date]:

@@ -129,6 +129,24 @@ def _progress() -> Progress:
     )
 
 
+def _train_first(dataset: str, days: list[str] | None, promote: bool) -> str:
+    """Ingest and validate those of `days` not validated yet, then train on them."""
+    from flows.ingest import ingest
+    from flows.resources import lake_of
+    from flows.settings import current_settings
+    from flows.train import train
+    from flows.validate import validate
+    from tasks.ledger import succeeded_days
+
+    validated = set(succeeded_days(lake_of(current_settings()), dataset, "validate"))
+    for ds in [ds for ds in days or [] if ds not in validated]:
+        with console.status(f"ingesting and validating {dataset} ds={ds}"):
+            ingest(dataset, ds)
+            validate(dataset, ds)
+    with console.status(f"training {dataset}"):
+        return train(dataset, days, promote=promote)
+
+
 def _run_days(dataset: str, days: list[str]) -> list[str]:
     """Run the pipeline for each day; returns the days that failed (with their errors shown)."""
     from flows.pipeline import pipeline
@@ -199,16 +217,15 @@ def train(
     promote: bool = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train a model on DAYS days of DATASET's silver data from START (default: the latest
-    TIDEWATER_TRAIN_WINDOW_DAYS validated days); champion if --promote."""
+    """Train a model on DAYS days of DATASET from START, ingesting and validating those not
+    validated yet (default: the latest TIDEWATER_TRAIN_WINDOW_DAYS validated days); champion
+    if --promote (after the sanity gates)."""
     _dataset(dataset)
     settings = _settings()
     with _prefect(settings, verbose):
-        from flows.train import train as train_flow
-
         window = _days(start, days) if start else None
         try:
-            version = train_flow(dataset, window, promote=promote)
+            version = _train_first(dataset, window, promote)
         except Exception as error:  # noqa: BLE001 - shown to the user as one line
             raise _fail(f"training failed: {error}") from None
     console.print(f"trained {dataset} model {version}" + (" (champion)" if promote else ""))
@@ -407,19 +424,11 @@ def demo(
             storage_options=storage_options_of(settings),
         )
     with _prefect(settings, verbose), _cluster(settings) as settings:
-        from flows.ingest import ingest
         from flows.resources import model_store_of
-        from flows.train import train as train_flow
-        from flows.validate import validate
 
         if model_store_of(settings).alias(dataset, "champion") is None:
-            window = all_days[:train_days]
-            with console.status(f"training the first model on {window[0]}..{window[-1]}"):
-                for ds in window:
-                    ingest(dataset, ds)
-                    validate(dataset, ds)
-                version = train_flow(dataset, window)
-            console.print(f"trained first model {version} on {len(window)} days")
+            version = _train_first(dataset, all_days[:train_days], promote=True)
+            console.print(f"trained first model {version} on {train_days} days")
         failed = _run_days(dataset, all_days)
     _print_status(dataset, settings, days=all_days)
     console.print(served)

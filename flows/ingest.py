@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from datasets import get_dataset
 from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, storage_options_of
 from flows.settings import current_settings
-from tasks.bronze import build_partition, relanded_changes, write_partition
+from tasks.bronze import UnreadableFiles, build_partition, relanded_changes, write_partition
 from tasks.landing import fetch_partition
 from tasks.ledger import last_succeeded, ledger_stage
 
@@ -23,8 +23,10 @@ def ingest(dataset: str, ds: str) -> dict:
         contents, markers = fetch_partition(
             settings.landing_uri, dataset, ds, storage_options_of(settings)
         )
-        batch = build_partition(contents, dataset, spec.columns, ds, run_id)
+        batch = build_partition(contents, dataset, spec.columns, ds, run_id, spec.landing)
         entry.files = batch.files
+        if batch.unreadable:
+            raise UnreadableFiles(f"{dataset} ds={ds}: " + "; ".join(batch.unreadable))
         entry.rows_in = batch.landed_rows
         entry.rows_out = batch.bronze.num_rows
         entry.rows_diverted = batch.rejects.num_rows

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     monitor_max_rows: int = Field(default=100_000, ge=1000)
     bootstrap_min_rows: int = Field(default=1000, ge=1)
     train_window_days: int = Field(default=7, ge=1, description="default training window")
+    min_holdout_auc: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="a model below it on its holdout is refused"
+    )
 
     work_pool: str = Field(default="tidewater", description="Prefect work pool of deployments")
     alert_webhook_url: SecretStr | None = Field(

@@ -35,7 +35,7 @@ def train(dataset: str, days: list[str] | None = None, promote: bool = True) -> 
                 f"{len(frame)} silver rows of {dataset} in {days[0]}..{days[-1]}: "
                 f"need at least {settings.bootstrap_min_rows} to train"
             )
-        trained = fit_model(frame, spec.roles)
+        trained = fit_model(frame, spec.roles, settings.min_holdout_auc)
         trained_on = {"table": lake.uri("silver", dataset), "version": silver_version, "ds": days}
         card = register_model(
             model_store_of(settings), dataset, spec.roles, trained, trained_on, promote

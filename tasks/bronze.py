@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from datasets import LandingFormat
 from tasks import step
 from tasks.lake import Lake
 from tasks.landing import FileContent
@@ -57,6 +58,11 @@ def row_id(dataset: str, ds: str, name: str, line: int | str | None) -> str:
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
+class UnreadableFiles(RuntimeError):
+    """Landed files the dataset's landing format does not declare: nothing of the day is
+    written until they are declared (or removed), so none of their records is lost."""
+
+
 @dataclass(frozen=True)
 class PartitionBatch:
     """A partition's landed content, split: bronze rows, rejects, and what was read."""
@@ -64,6 +70,7 @@ class PartitionBatch:
     bronze: pa.Table
     rejects: pa.Table
     files: list[dict]
+    unreadable: list[str]
 
     @property
     def landed_rows(self) -> int:
@@ -72,15 +79,21 @@ class PartitionBatch:
 
 @step
 def build_partition(
-    contents: Sequence[FileContent], dataset: str, columns: Sequence[str], ds: str, run_id: str
+    contents: Sequence[FileContent],
+    dataset: str,
+    columns: Sequence[str],
+    ds: str,
+    run_id: str,
+    landing: LandingFormat | None = None,
 ) -> PartitionBatch:
-    """Parse every file of partition `ds` and stamp lineage on each row and reject."""
+    """Parse every file of partition `ds` as `landing` declares and stamp lineage on each
+    row and reject; files of an undeclared kind are listed as unreadable, not read."""
     now = datetime.now(UTC)
     bronze: dict[str, list] = {name: [] for name in bronze_schema(columns).names}
     rejects: dict[str, list] = {name: [] for name in REJECTS_SCHEMA.names}
-    files = []
+    files, unreadable = [], []
     for content in contents:
-        parsed = parse_file(content.file.name, content.data, columns)
+        parsed = parse_file(content.file.name, content.data, columns, landing)
         files.append(
             content.receipt()
             | {
@@ -88,7 +101,10 @@ def build_partition(
                 "rejects": len(parsed.rejects),
                 "notes": parsed.notes,
             }
+            | ({"error": parsed.unreadable} if parsed.unreadable else {})
         )
+        if parsed.unreadable:
+            unreadable.append(parsed.unreadable)
         for record in parsed.records:
             for name in columns:
                 bronze[name].append(record.values.get(name))
@@ -114,6 +130,7 @@ def build_partition(
         bronze=pa.Table.from_pydict(bronze, schema=bronze_schema(columns)),
         rejects=pa.Table.from_pydict(rejects, schema=REJECTS_SCHEMA),
         files=files,
+        unreadable=unreadable,
     )
 
 

@@ -17,15 +17,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FORMATS = {
-    ".csv": "csv",
-    ".csv.gz": "csv",
-    ".tsv": "csv",
-    ".jsonl": "jsonl",
-    ".jsonl.gz": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-}
+from datasets import LandingFormat
 
 
 @dataclass
@@ -48,23 +40,20 @@ class ParsedFile:
     records: list[Record] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unreadable: str | None = None  # why the whole file was not read (no record counted)
 
 
-def file_format(name: str) -> str | None:
-    lowered = name.lower()
-    for suffix, fmt in sorted(FORMATS.items(), key=lambda item: -len(item[0])):
-        if lowered.endswith(suffix):
-            return fmt
-    return None
-
-
-def parse_file(name: str, data: bytes, columns: Sequence[str]) -> ParsedFile:
-    """Records and rejects of one landed file named `name` (its suffix picks the format)."""
-    fmt = file_format(name)
+def parse_file(
+    name: str, data: bytes, columns: Sequence[str], landing: LandingFormat | None = None
+) -> ParsedFile:
+    """Records and rejects of one landed file named `name`, read as the dataset's landing
+    format declares for its suffix. A file of an undeclared kind is `unreadable`."""
+    landing = landing or LandingFormat()
+    fmt = landing.kind_of(name)
     if fmt is None:
         return ParsedFile(
-            rejects=[Reject(None, None, f"unsupported file type {name!r}")],
-            notes=["unsupported file type"],
+            unreadable=f"{name}: undeclared file kind ({len(data):,} bytes); declare its "
+            f"suffix in the dataset's LandingFormat.kinds"
         )
     notes: list[str] = []
     cut_short: list[Reject] = []
@@ -81,12 +70,14 @@ def parse_file(name: str, data: bytes, columns: Sequence[str]) -> ParsedFile:
                 cut_short.append(Reject(line, _raw_text(tail), "incomplete last line"))
     if not data.strip():
         parsed = ParsedFile(notes=["empty file"])
-    elif fmt == "csv":
-        parsed = parse_csv(data, columns, delimiter="\t" if name.lower().endswith(".tsv") else ",")
+    elif fmt in ("csv", "tsv"):
+        parsed = parse_csv(data, columns, landing, delimiter="\t" if fmt == "tsv" else None)
     elif fmt == "jsonl":
-        parsed = parse_jsonl(data, columns)
+        parsed = parse_jsonl(data, columns, landing)
+    elif fmt == "parquet":
+        parsed = parse_parquet(data, columns, landing)
     else:
-        parsed = parse_parquet(data, columns)
+        return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
     parsed.notes = notes + parsed.notes
     parsed.rejects.extend(cut_short)
     return parsed
@@ -107,22 +98,26 @@ def gunzip(data: bytes) -> tuple[bytes, str | None]:
     return b"".join(out), None
 
 
-def _decoded_lines(data: bytes) -> Iterator[tuple[int, str | None, bytes]]:
-    """(line number, text or None when not UTF-8, raw bytes) for each physical line."""
+def _decoded_lines(data: bytes, encoding: str) -> Iterator[tuple[int, str | None, bytes]]:
+    """(line number, text or None when it does not decode, raw bytes) per physical line."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     for number, raw in enumerate(data.splitlines(), start=1):
         try:
-            yield number, raw.decode("utf-8"), raw
+            yield number, raw.decode(encoding), raw
         except UnicodeDecodeError:
             yield number, None, raw
 
 
-def _text_lines(data: bytes, parsed: ParsedFile) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each non-blank line; lines that are not UTF-8 become rejects."""
-    for number, text, raw in _decoded_lines(data):
+def _text_lines(
+    data: bytes, parsed: ParsedFile, encoding: str = "utf-8"
+) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line; lines that do not decode become rejects."""
+    for number, text, raw in _decoded_lines(data, encoding):
         if text is None:
-            parsed.rejects.append(Reject(number, _raw_text(raw), "line is not valid UTF-8"))
+            parsed.rejects.append(
+                Reject(number, _raw_text(raw), f"line is not valid {encoding.upper()}")
+            )
         elif text.strip():
             yield number, text
 
@@ -144,27 +139,32 @@ def _missing_issue(missing: Sequence[str]) -> list[str]:
     return [f"missing column {name}" for name in missing]
 
 
-def parse_csv(data: bytes, columns: Sequence[str], delimiter: str = ",") -> ParsedFile:
-    """Comma-separated text with a header row; each line is one record (no quoted newlines)."""
+def parse_csv(
+    data: bytes,
+    columns: Sequence[str],
+    landing: LandingFormat | None = None,
+    delimiter: str | None = None,
+) -> ParsedFile:
+    """Delimited text, one record per line (no quoted newlines), with a header row or, as
+    declared, without one (every line is then a record, named by `file_columns`)."""
+    landing = landing or LandingFormat()
+    delimiter = delimiter or landing.delimiter
     parsed = ParsedFile()
     header: list[str] | None = None
-    missing: list[str] = []
-    header_problem: str | None = None
-    for number, text in _text_lines(data, parsed):
+    if not landing.header:
+        header = _named(landing.file_columns or columns, landing)
+    missing: list[str] = _missing_columns(header, columns, parsed) if header else []
+    header_problem = _header_problem(header) if header else None
+    for number, text in _text_lines(data, parsed, landing.encoding):
         try:
-            fields = _split_csv_line(text, delimiter)
+            fields = _split_csv_line(text, delimiter, landing.quotechar)
         except csv.Error as error:
             parsed.rejects.append(Reject(number, text, f"malformed CSV line: {error}"))
             continue
         if header is None:
-            header = [name.strip() for name in fields]
+            header = _named([name.strip() for name in fields], landing)
             header_problem = _header_problem(header)
-            missing = [name for name in columns if name not in header]
-            if missing:
-                parsed.notes.append(f"missing columns {missing}")
-            extra = [name for name in header if name not in columns]
-            if extra:
-                parsed.notes.append(f"extra columns {extra}")
+            missing = _missing_columns(header, columns, parsed)
             continue
         if header_problem:
             parsed.rejects.append(Reject(number, text, f"unusable header: {header_problem}"))
@@ -179,10 +179,25 @@ def parse_csv(data: bytes, columns: Sequence[str], delimiter: str = ",") -> Pars
     return parsed
 
 
-def _split_csv_line(text: str, delimiter: str) -> list[str]:
-    if '"' not in text:
+def _named(names: Sequence[str], landing: LandingFormat) -> list[str]:
+    """Upstream names as the dataset's columns (through the declared aliases)."""
+    return [landing.aliases.get(name, name) for name in names]
+
+
+def _missing_columns(header: Sequence[str], columns: Sequence[str], parsed: ParsedFile) -> list:
+    missing = [name for name in columns if name not in header]
+    if missing:
+        parsed.notes.append(f"missing columns {missing}")
+    extra = [name for name in header if name not in columns]
+    if extra:
+        parsed.notes.append(f"extra columns {extra}")
+    return missing
+
+
+def _split_csv_line(text: str, delimiter: str, quotechar: str = '"') -> list[str]:
+    if quotechar not in text:
         return text.split(delimiter)
-    rows = list(csv.reader([text], delimiter=delimiter, strict=True))
+    rows = list(csv.reader([text], delimiter=delimiter, quotechar=quotechar, strict=True))
     return rows[0] if rows else []
 
 
@@ -208,10 +223,13 @@ def _as_text(value: object) -> str | None:
     return json.dumps(value, sort_keys=True)
 
 
-def parse_jsonl(data: bytes, columns: Sequence[str]) -> ParsedFile:
+def parse_jsonl(
+    data: bytes, columns: Sequence[str], landing: LandingFormat | None = None
+) -> ParsedFile:
     """One JSON object per line; absent keys are missing columns of that record."""
+    landing = landing or LandingFormat()
     parsed = ParsedFile()
-    for number, text in _text_lines(data, parsed):
+    for number, text in _text_lines(data, parsed, landing.encoding):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as error:
@@ -220,14 +238,17 @@ def parse_jsonl(data: bytes, columns: Sequence[str]) -> ParsedFile:
         if not isinstance(obj, dict):
             parsed.rejects.append(Reject(number, text, "JSON line is not an object"))
             continue
-        row = {str(key): _as_text(value) for key, value in obj.items()}
+        row = {landing.aliases.get(str(k), str(k)): _as_text(v) for k, v in obj.items()}
         missing = [name for name in columns if name not in row]
         parsed.records.append(_record(number, row, columns, missing))
     return parsed
 
 
-def parse_parquet(data: bytes, columns: Sequence[str]) -> ParsedFile:
+def parse_parquet(
+    data: bytes, columns: Sequence[str], landing: LandingFormat | None = None
+) -> ParsedFile:
     """A Parquet file; every column is read back as text. A corrupt file is one reject."""
+    aliases = (landing or LandingFormat()).aliases
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as error:
@@ -236,9 +257,9 @@ def parse_parquet(data: bytes, columns: Sequence[str]) -> ParsedFile:
     for name in table.column_names:
         column = table.column(name)
         try:
-            texts[name] = column.cast(pa.string()).to_pylist()
+            texts[aliases.get(name, name)] = column.cast(pa.string()).to_pylist()
         except (pa.ArrowException, NotImplementedError):
-            texts[name] = [_as_text(value) for value in column.to_pylist()]
+            texts[aliases.get(name, name)] = [_as_text(value) for value in column.to_pylist()]
     missing = [name for name in columns if name not in texts]
     parsed = ParsedFile(notes=[f"missing columns {missing}"] if missing else [])
     names = list(texts)

@@ -38,13 +38,39 @@ class TrainedModel:
     metrics: dict[str, float]
     reference: pd.DataFrame
     params: dict
+    holdout_labels: np.ndarray
+    holdout_scores: np.ndarray
 
     def model_json(self) -> bytes:
         return bytes(self.booster.save_raw(raw_format="json"))
 
 
+class ModelRefused(ValueError):
+    """A trained model failed a sanity gate and is not registered."""
+
+
 def labels_of(frame: pd.DataFrame, roles: FeatureRoles) -> np.ndarray:
-    return (frame[roles.target] == roles.positive_label).to_numpy(dtype=np.float32)
+    """1 where the target is the positive label, compared by value whatever the target's
+    type (an integer target 1 matches `positive_label="1"`), else 0."""
+    target = frame[roles.target]
+    if pd.api.types.is_numeric_dtype(target):
+        positive = pd.to_numeric(pd.Series([roles.positive_label]), errors="coerce").iloc[0]
+        matches = target == positive
+    else:
+        matches = target.astype("string").str.strip() == str(roles.positive_label).strip()
+    return matches.fillna(False).to_numpy(dtype=np.float32)
+
+
+def check_model_sanity(y: np.ndarray, holdout_scores: np.ndarray, min_auc: float) -> None:
+    """Refuse a model that cannot be useful: the holdout must have both classes, the scores
+    must vary, and the holdout AUC must reach `min_auc`."""
+    if len(np.unique(y)) < 2:
+        raise ModelRefused(f"the holdout has one class only ({len(y)} rows): no AUC to judge")
+    if float(np.ptp(holdout_scores)) < 1e-6:
+        raise ModelRefused("the model scores every holdout row the same")
+    auc = float(roc_auc_score(y, holdout_scores))
+    if auc < min_auc:
+        raise ModelRefused(f"holdout AUC {auc:.3f} is below the floor {min_auc:.3f}")
 
 
 def train_classifier(
@@ -57,16 +83,20 @@ def train_classifier(
 ) -> TrainedModel:
     """A booster trained on labelled rows of `frame`, evaluated on a seeded 20% holdout.
 
-    The reference window is a sample of the training rows with the model's score.
+    The reference window drift is measured against is the holdout with the model's score:
+    out-of-sample, so an unseen day from the same population does not look drifted.
     """
     labelled = frame[frame[roles.target].notna()].reset_index(drop=True)
-    if labelled[roles.target].nunique() < 2:
-        raise ValueError(
-            f"need both classes of {roles.target!r} to train; got {len(labelled)} rows"
+    y = labels_of(labelled, roles)
+    if len(np.unique(y)) < 2:
+        seen = ", ".join(map(repr, labelled[roles.target].drop_duplicates().head(5).tolist()))
+        raise ModelRefused(
+            f"need both classes of {roles.target!r} to train: positive label "
+            f"{roles.positive_label!r} matches {int(y.sum())} of {len(y)} labelled rows "
+            f"(values seen: {seen or 'none'})"
         )
     spec = learn_feature_spec(labelled, roles.numeric, roles.categorical)
     X = feature_matrix(labelled, spec)
-    y = labels_of(labelled, roles)
     rng = np.random.default_rng(seed)
     holdout = rng.random(len(labelled)) < 0.2
     params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
@@ -74,11 +104,19 @@ def train_classifier(
     booster = xgb.train(params, train, num_boost_round=rounds)
     scores = booster.predict(xgb.DMatrix(X, feature_names=list(spec.names)))
     metrics = _holdout_metrics(y[holdout], scores[holdout])
-    reference = labelled[list(spec.names)].copy()
-    reference["score"] = scores
+    reference = labelled.loc[holdout, list(spec.names)].copy()
+    reference["score"] = scores[holdout]
     if len(reference) > REFERENCE_ROWS:
         reference = reference.sample(REFERENCE_ROWS, random_state=seed)
-    return TrainedModel(booster, spec, metrics, reference.reset_index(drop=True), params)
+    return TrainedModel(
+        booster,
+        spec,
+        metrics,
+        reference.reset_index(drop=True),
+        params,
+        holdout_labels=y[holdout],
+        holdout_scores=scores[holdout],
+    )
 
 
 def _holdout_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -105,8 +143,13 @@ def read_training_window(lake: Lake, dataset: str, days: Sequence[str]) -> tuple
 
 
 @step
-def fit_model(frame: pd.DataFrame, roles: FeatureRoles, seed: int = 0) -> TrainedModel:
-    return train_classifier(frame, roles, seed=seed)
+def fit_model(
+    frame: pd.DataFrame, roles: FeatureRoles, min_auc: float, seed: int = 0
+) -> TrainedModel:
+    """Train, then refuse (`ModelRefused`) a model that fails a sanity gate."""
+    trained = train_classifier(frame, roles, seed=seed)
+    check_model_sanity(trained.holdout_labels, trained.holdout_scores, min_auc)
+    return trained
 
 
 @step(retries=2)

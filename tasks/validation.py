@@ -57,7 +57,7 @@ def type_columns(bronze: pd.DataFrame, dataset: Dataset) -> tuple[pd.DataFrame, 
     Values are stripped; the dataset's missing tokens become null.
     """
     schema = dataset.schema.to_schema()
-    missing_tokens = list(dataset.extra.get("missing_values", ("",)))
+    missing_tokens = list(dataset.landing.null_tokens)
     typed = {}
     failures = pd.Series([[] for _ in range(len(bronze))], index=bronze.index, dtype=object)
     for name in dataset.columns:

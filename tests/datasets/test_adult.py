@@ -28,7 +28,7 @@ DRIFT_FROM = date(2024, 3, 6)
 def typed_like_pipeline(raw: pd.DataFrame) -> pd.DataFrame:
     """What the pipeline does before pandera: strip, missing tokens -> null, ints -> Int64."""
     out = raw.astype(object).apply(lambda s: s.str.strip())
-    out = out.mask(out.isin(adult.DATASET.extra["missing_values"]), None)
+    out = out.mask(out.isin(adult.DATASET.landing.null_tokens), None)
     for column in adult.INT_COLUMNS:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
     return out
@@ -77,7 +77,7 @@ def test_shipped_data_loads_typed_and_valid() -> None:
     citation = (adult.DATA_FILE.parent / "ADULT-CITATION.md").read_text()
     assert "10.24432/C5XW20" in citation and "CC BY 4.0" in citation
     assert get_dataset("adult") is adult.DATASET
-    assert adult.DATASET.extra["missing_values"] == ("", "?")
+    assert adult.DATASET.landing.null_tokens == ("", "?")
     assert adult.DATASET.roles.features == adult.INT_COLUMNS + adult.ROLES.categorical
 
 

@@ -8,6 +8,7 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datasets import LandingFormat
 from tasks.parsing import parse_file
 
 COLUMNS = ("a", "b", "c")
@@ -108,6 +109,39 @@ def test_parquet_is_read_as_text_and_corrupt_parquet_is_one_reject():
     assert corrupt.records == [] and "unreadable Parquet" in corrupt.rejects[0].error
 
 
-def test_unsupported_file_type_is_one_reject():
-    parsed = parse("notes.txt", b"hello")
-    assert parsed.records == [] and "unsupported file type" in parsed.rejects[0].error
+def test_an_undeclared_file_kind_is_unreadable_with_its_size_not_a_reject():
+    parsed = parse("german.data", b"x" * 1234)
+    assert parsed.records == [] and parsed.rejects == []
+    assert parsed.unreadable.startswith("german.data: undeclared file kind (1,234 bytes)")
+
+
+HEADERLESS = LandingFormat(kinds={".data": "csv"}, delimiter=" ", header=False)
+
+
+def test_a_headerless_file_reads_every_line_as_a_record():
+    parsed = parse_file("german.data", b"1 2 3\n4 5 6\n7 8\n", COLUMNS, HEADERLESS)
+    assert [r.line for r in parsed.records] == [1, 2]
+    assert parsed.records[0].values == {"a": "1", "b": "2", "c": "3"}
+    assert [(r.line, r.error) for r in parsed.rejects] == [(3, "expected 3 fields, found 2")]
+
+
+def test_file_columns_name_headerless_fields_in_file_order():
+    landing = LandingFormat(header=False, file_columns=("c", "a", "b"))
+    parsed = parse_file("x.csv", b"3,1,2\n", COLUMNS, landing)
+    assert parsed.records[0].values == {"a": "1", "b": "2", "c": "3"}
+
+
+def test_upstream_names_map_to_dataset_columns_through_aliases():
+    landing = LandingFormat(aliases={"A_upstream": "a", "bee": "b"})
+    parsed = parse_file("x.csv", b"A_upstream,bee,c\n1,2,3\n", COLUMNS, landing)
+    assert parsed.records[0].values == {"a": "1", "b": "2", "c": "3"} and not parsed.notes
+    jsonl = parse_file("x.jsonl", b'{"A_upstream": 1, "bee": 2, "c": 3}\n', COLUMNS, landing)
+    assert jsonl.records[0].values == {"a": "1", "b": "2", "c": "3"}
+
+
+def test_a_declared_encoding_decodes_text_and_quote_character_applies():
+    landing = LandingFormat(encoding="latin-1", delimiter=";", quotechar="'")
+    parsed = parse_file("x.csv", "a;b;c\nGöteborg;'x;y';3\n".encode("latin-1"), COLUMNS, landing)
+    assert parsed.records[0].values == {"a": "Göteborg", "b": "x;y", "c": "3"}
+    as_utf8 = parse_file("x.csv", "a;b;c\nGöteborg;2;3\n".encode("latin-1"), COLUMNS)
+    assert as_utf8.rejects[0].error == "line is not valid UTF-8"
