@@ -1,23 +1,52 @@
-"""Datasets known to tidewater: one small module each, registered here by name."""
+"""Datasets known to tidewater, discovered: every module of this package that declares a
+`DATASET`, and every `tidewater.datasets` entry point of an installed package (a dataset
+kept in its own repository). Adding a dataset is adding a module; nothing is registered
+by hand."""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+
 from datasets.base import Dataset, DatasetModel, FeatureRoles, LandingFormat
 
+ENTRY_POINT_GROUP = "tidewater.datasets"
 
+
+@functools.cache
 def _registry() -> dict[str, Dataset]:
-    from datasets import adult
+    found: dict[str, tuple[Dataset, str]] = {}
+    candidates = [
+        (f"{__name__}.{module.name}", lambda name=module.name: _declared(name))
+        for module in pkgutil.iter_modules(__path__)
+    ] + [(f"entry point {ep.name}", ep.load) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    for origin, load in candidates:
+        dataset = load()
+        if dataset is None:
+            continue
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"{origin} does not give a datasets.Dataset: {dataset!r}")
+        if dataset.name in found:
+            raise ValueError(
+                f"dataset {dataset.name!r} is declared twice: {found[dataset.name][1]}, {origin}"
+            )
+        found[dataset.name] = (dataset, origin)
+    return {name: dataset for name, (dataset, _) in found.items()}
 
-    return {adult.DATASET.name: adult.DATASET}
+
+def _declared(module: str) -> Dataset | None:
+    return getattr(importlib.import_module(f"{__name__}.{module}"), "DATASET", None)
 
 
 def dataset_names() -> list[str]:
-    """The names of every registered dataset."""
+    """The names of every discovered dataset."""
     return sorted(_registry())
 
 
 def get_dataset(name: str) -> Dataset:
-    """The registered dataset called `name`; a clear error for any other name."""
+    """The dataset called `name`; a clear error for any other name."""
     registry = _registry()
     try:
         return registry[name]

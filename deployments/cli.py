@@ -180,6 +180,12 @@ def land(
     from flows.resources import storage_options_of
 
     spec, settings = _dataset(dataset), _settings()
+    if spec.land is None:
+        raise _fail(
+            f"{dataset} declares no loader of its own data: its upstream puts files under "
+            f"{settings.landing_uri}/{dataset}/ds=YYYY-MM-DD/",
+            code=2,
+        )
     with console.status(f"landing {days} days of {dataset}"):
         written = spec.land(
             settings.landing_uri,
