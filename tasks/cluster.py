@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -125,8 +126,15 @@ def local_cluster(spec: ClusterSpec) -> Iterator[str]:
 
     cluster_class, kwargs = cluster_class_and_kwargs(spec)
     module, name = cluster_class.rsplit(".", 1)
-    with getattr(importlib.import_module(module), name)(**kwargs) as cluster:
+    cluster = getattr(importlib.import_module(module), name)(**kwargs)
+    try:
         yield cluster.scheduler_address
+    finally:
+        try:
+            cluster.close()
+        except Exception as error:  # noqa: BLE001 - the work is done; a slow shutdown is not
+            # a failed run (seen: shutdown timeouts under load)
+            logging.getLogger(__name__).warning("the local Dask cluster did not close: %s", error)
 
 
 def _worker_device() -> str:

@@ -195,10 +195,24 @@ def _stage_value(stages: dict[str, dict], name: str, column: str) -> Any:
     return None if row is None or pd.isna(row[column]) else row[column]
 
 
+def _without_superseded_training(latest: pd.DataFrame) -> pd.DataFrame:
+    """Training is not a stage of one day: a training run that failed is news only until a
+    later one succeeds, whatever day that one was recorded on."""
+    if latest.empty:
+        return latest
+    trained = latest[(latest["stage"] == "train") & (latest["status"] == "succeeded")]
+    if trained.empty:
+        return latest
+    superseded = (latest["stage"] == "train") & (
+        latest["finished_at"] < trained["finished_at"].max()
+    )
+    return latest[~superseded]
+
+
 def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
     """Per day of `dataset`: row counts and the latest status of each stage, the champion's
     verdict and report, as the ledger records them."""
-    latest = latest_runs(lake, dataset)
+    latest = _without_superseded_training(latest_runs(lake, dataset))
     days = []
     for ds, runs in latest.groupby("ds", sort=True):
         stage = {row["stage"]: row for row in runs.to_dict("records")}
