@@ -23,7 +23,10 @@ def ingest(dataset: str, ds: str) -> dict:
         contents, markers = fetch_partition(
             settings.landing_uri, dataset, ds, storage_options_of(settings)
         )
-        batch = build_partition(contents, dataset, spec.columns, ds, run_id, spec.landing)
+        labels_apart = (spec.roles.target,)  # features may land before their labels
+        batch = build_partition(
+            contents, dataset, spec.columns, ds, run_id, spec.landing, labels_apart
+        )
         entry.files = batch.files
         if batch.unreadable:
             raise UnreadableFiles(f"{dataset} ds={ds}: " + "; ".join(batch.unreadable))

@@ -85,6 +85,7 @@ def build_partition(
     ds: str,
     run_id: str,
     landing: LandingFormat | None = None,
+    optional: Sequence[str] = (),
 ) -> PartitionBatch:
     """Parse every file of partition `ds` as `landing` declares and stamp lineage on each
     row and reject; files of an undeclared kind are listed as unreadable, not read."""
@@ -93,7 +94,7 @@ def build_partition(
     rejects: dict[str, list] = {name: [] for name in REJECTS_SCHEMA.names}
     files, unreadable = [], []
     for content in contents:
-        parsed = parse_file(content.file.name, content.data, columns, landing)
+        parsed = parse_file(content.file.name, content.data, columns, landing, optional)
         files.append(
             content.receipt()
             | {

@@ -44,10 +44,15 @@ class ParsedFile:
 
 
 def parse_file(
-    name: str, data: bytes, columns: Sequence[str], landing: LandingFormat | None = None
+    name: str,
+    data: bytes,
+    columns: Sequence[str],
+    landing: LandingFormat | None = None,
+    optional: Sequence[str] = (),
 ) -> ParsedFile:
     """Records and rejects of one landed file named `name`, read as the dataset's landing
-    format declares for its suffix. A file of an undeclared kind is `unreadable`."""
+    format declares for its suffix. A file of an undeclared kind is `unreadable`. Columns
+    in `optional` (the target: labels may arrive apart) may be absent: null, not an issue."""
     landing = landing or LandingFormat()
     fmt = landing.kind_of(name)
     if fmt is None:
@@ -80,6 +85,9 @@ def parse_file(
         return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
     parsed.notes = notes + parsed.notes
     parsed.rejects.extend(cut_short)
+    absent_allowed = set(_missing_issue(optional))
+    for record in parsed.records:
+        record.issues = [issue for issue in record.issues if issue not in absent_allowed]
     return parsed
 
 

@@ -152,7 +152,8 @@ def test_bad_inputs_each_get_a_reject_or_a_quarantine_row(settings, runs):
     write = adult.write_landing_file
     write(rows.iloc[:20], f"{folder}/good rows with spaces.csv", "csv")
     write(rows.iloc[20:30], f"{folder}/part..1.csv", "csv")
-    write(rows.iloc[30:40].drop(columns=["income"]), f"{folder}/missing-column.csv", "csv")
+    write(rows.iloc[30:40].drop(columns=["age"]), f"{folder}/missing-column.csv", "csv")
+    write(rows.iloc[60:70].drop(columns=["income"]), f"{folder}/labels-apart.csv", "csv")
     write(rows.iloc[40:50].assign(comment="x"), f"{folder}/extra-column.csv", "csv")
     wrong = rows.iloc[50:60].astype(object)
     wrong.loc[50:52, "age"] = "forty"
@@ -180,6 +181,7 @@ def test_bad_inputs_each_get_a_reject_or_a_quarantine_row(settings, runs):
     silver = by_file(table(settings, "silver", ds)).to_dict()
     assert silver["good rows with spaces.csv"] == 20 and silver["part..1.csv"] == 10
     assert silver["extra-column.csv"] == 10 and silver["latin1.csv"] == 19
+    assert silver["labels-apart.csv"] == 10  # features land before their labels
     extra = table(settings, "bronze", ds).dropna(subset=["_extra"])
     assert len(extra) == 10 and extra["_extra"].str.contains('"comment"').all()
     ingest = read_ledger(lake_of(settings), DATASET, ds).query("stage == 'ingest'").iloc[-1]

@@ -145,3 +145,11 @@ def test_a_declared_encoding_decodes_text_and_quote_character_applies():
     assert parsed.records[0].values == {"a": "Göteborg", "b": "x;y", "c": "3"}
     as_utf8 = parse_file("x.csv", "a;b;c\nGöteborg;2;3\n".encode("latin-1"), COLUMNS)
     assert as_utf8.rejects[0].error == "line is not valid UTF-8"
+
+
+def test_an_optional_column_may_be_absent_without_an_issue():
+    parsed = parse_file("x.csv", b"a,b\n1,2\n", COLUMNS, optional=("c",))
+    assert parsed.records[0].values == {"a": "1", "b": "2", "c": None}
+    assert parsed.records[0].issues == []
+    strict = parse_file("x.csv", b"a,b\n1,2\n", COLUMNS)
+    assert strict.records[0].issues == ["missing column c"]
