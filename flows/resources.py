@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
-from prefect.runtime import flow_run
+from prefect import runtime
 
 from flows.settings import Settings, current_settings
 from tasks.cluster import ClusterSpec, served_scheduler_address
@@ -64,7 +64,7 @@ def staging_uri_of(settings: Settings, dataset: str, ds: str, run_id: str) -> st
 
 def current_run_id() -> str:
     """The Prefect flow run id, stamped on every row and commit this run writes."""
-    return str(flow_run.id or f"local-{uuid.uuid4()}")
+    return str(runtime.flow_run.id or f"local-{uuid.uuid4()}")
 
 
 def scheduled_day(ds: str | None, scheduled_start: datetime | None = None) -> str:
@@ -72,30 +72,31 @@ def scheduled_day(ds: str | None, scheduled_start: datetime | None = None) -> st
     schedule processes yesterday's partition; a backfill scheduled in the past its own day)."""
     if ds:
         return ds
-    start = scheduled_start or flow_run.scheduled_start_time or datetime.now(UTC)
+    start = scheduled_start or runtime.flow_run.scheduled_start_time or datetime.now(UTC)
     return (start - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
 def pipeline_run_name() -> str:
-    parameters = flow_run.parameters
+    parameters = runtime.flow_run.parameters
     return f"pipeline-{parameters['dataset']}-{scheduled_day(parameters.get('ds'))}"
 
 
-def record_run_end(flow, run, state) -> None:
-    """Prefect state hook (crashed, cancelled, failed): puts a run that ended without its
-    stage recording itself in the ledger, so `tidewater status` shows it."""
-    parameters = run.parameters or {}
+def record_run_end(flow, flow_run, state) -> None:
+    """Prefect state hook (crashed, cancelled, failed; Prefect passes these by name): puts
+    a run that ended without its stage recording itself in the ledger, so `tidewater
+    status` shows it."""
+    parameters = flow_run.parameters or {}
     if "dataset" not in parameters:
         return
     days = parameters.get("days")
-    ds = days[-1] if days else scheduled_day(parameters.get("ds"), run.expected_start_time)
+    ds = days[-1] if days else scheduled_day(parameters.get("ds"), flow_run.expected_start_time)
     status = {"CRASHED": "crashed", "CANCELLED": "cancelled"}.get(state.type.value, "failed")
     record_ended_run(
         lake_of(current_settings()),
         parameters["dataset"],
         ds,
         flow.name,
-        str(run.id),
+        str(flow_run.id),
         status,
         f"{state.name}: {state.message or 'no message'}",
     )
