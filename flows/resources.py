@@ -90,7 +90,8 @@ def record_run_end(flow, flow_run, state) -> None:
         return
     days = parameters.get("days")
     ds = days[-1] if days else scheduled_day(parameters.get("ds"), flow_run.expected_start_time)
-    status = {"CRASHED": "crashed", "CANCELLED": "cancelled"}.get(state.type.value, "failed")
+    ended = {"CRASHED": "crashed", "CANCELLING": "cancelled", "CANCELLED": "cancelled"}
+    status = ended.get(state.type.value, "failed")
     record_ended_run(
         lake_of(current_settings()),
         parameters["dataset"],
