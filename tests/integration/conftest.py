@@ -1,4 +1,5 @@
-"""Real components for the integration tests: a throwaway PostgreSQL server."""
+"""Real components for the integration tests: a throwaway PostgreSQL server, and the
+session's Dask cluster for the CLI commands a test runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture
+def cli_on_session_cluster(dask_address, monkeypatch) -> str:
+    """CLI commands the test starts score on the session's cluster (as a production CLI uses
+    TIDEWATER_DASK_ADDRESS) instead of starting a cluster each."""
+    monkeypatch.setenv("TIDEWATER_DASK_ADDRESS", dask_address)
+    return dask_address
 
 
 def _postgres_bin() -> Path | None:

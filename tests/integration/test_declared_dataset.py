@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cli_on_session_cluster")]
 
 TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
 DAYS = ["2024-07-01", "2024-07-02", "2024-07-03"]

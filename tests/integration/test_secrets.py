@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cli_on_session_cluster")]
 
 TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
 
