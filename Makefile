@@ -12,7 +12,7 @@ FAST := not slow and not integration and not gpu
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: env env-newest gpu-env demo test test-newest test-gpu lint format bench-forest bench-scoring clean
+.PHONY: env env-newest gpu-env demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -37,10 +37,15 @@ gpu-env: $(UV)
 demo: env
 	$(VENV)/bin/tidewater demo
 
-# The whole suite on $(PYTHON), then the fast subset on the newest Python.
+# The suite on $(PYTHON) (slow cases apart), then the fast subset on the newest Python.
 test: env
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not slow"
 	$(MAKE) --no-print-directory test-newest
+
+# The slow cases (the operator's path through serve/deploy/worker, the browser, the hardened
+# server on PostgreSQL, worker loss, drift false alarms): CI runs them after `make test`.
+test-slow: env
+	$(VENV)/bin/python -m pytest -m slow
 
 test-newest: env-newest
 	$(NEWEST_VENV)/bin/python -m pytest -m "$(FAST)"

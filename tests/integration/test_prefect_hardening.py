@@ -21,7 +21,7 @@ import pytest
 
 from deployments.server import start_server, stop_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
 DS = "2024-03-02"

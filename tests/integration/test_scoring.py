@@ -102,6 +102,7 @@ def _runner(address: str):
     return dask_task_runner(address, ClusterSpec())
 
 
+@pytest.mark.slow
 def test_a_killed_worker_costs_a_retry_not_a_row(tmp_path, prefect_api):
     settings = Settings(home=tmp_path / "home", lake_row_group_rows=2048, shard_rows=20_000)
     frame = seed_silver(settings, DS, 200_000)

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
 
