@@ -17,8 +17,8 @@ _SHARED_BYTES = 48 * 1024
 
 def quantile_edges(reference_X: np.ndarray, n_bins: int) -> list[np.ndarray]:
     """Per feature of `reference_X` (n_rows, n_features), the distinct inner edges (float32,
-    ascending, at most n_bins - 1) splitting its non-missing values into `n_bins` quantile bins.
-    A feature with no non-missing value gets no edges (a single bin)."""
+    ascending, at most n_bins - 1) splitting its finite values into `n_bins` quantile bins.
+    A feature with no finite value gets no edges (a single bin)."""
     if n_bins < 1:
         raise ValueError("n_bins must be >= 1")
     X = np.asarray(reference_X, dtype=np.float32)
@@ -28,7 +28,8 @@ def quantile_edges(reference_X: np.ndarray, n_bins: int) -> list[np.ndarray]:
     edges = []
     for j in range(X.shape[1]):
         col = X[:, j]
-        col = col[~np.isnan(col)]
+        # ±inf are counted in the end bins, but cannot be interpolated between (inf - inf)
+        col = col[np.isfinite(col)]
         if col.size == 0 or probs.size == 0:
             edges.append(np.empty(0, np.float32))
             continue

@@ -53,6 +53,14 @@ def test_matches_numpy(device: str, seed: int, n_rows: int, n_features: int, n_b
     assert (counts.sum(axis=1) == n_rows).all()
 
 
+def test_infinite_reference_values_give_finite_ascending_edges() -> None:
+    column = np.array([[-np.inf], [0.0], [1.0], [2.0], [np.inf], [np.inf], [np.nan]], np.float32)
+    (edges,) = quantile_edges(column, 8)
+    assert np.isfinite(edges).all() and (np.diff(edges) > 0).all()
+    counts = histogram(column, [edges], device="cpu")
+    assert counts.sum() == len(column) and counts[0, -1] == 1  # NaN in its own slot
+
+
 def test_shards_add_up(device: str) -> None:
     X = _data(3, 10_000, 5)
     edges = quantile_edges(X, 16)
