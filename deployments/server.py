@@ -19,12 +19,17 @@ from pathlib import Path
 STARTUP_SECONDS = 90
 
 
-def _healthy(api_url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether a GET of `url` answers 200 within two seconds."""
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
     except OSError:
         return False
+
+
+def _healthy(api_url: str) -> bool:
+    return answers(f"{api_url}/health")
 
 
 def _free_port() -> int:

@@ -13,9 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from deployments.server import answers
 
 STARTUP_SECONDS = 120
 STOP_SECONDS = 15
@@ -114,14 +115,7 @@ def prefect_cli(*args: str) -> list[str]:
 
 
 def http_ok(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    return check
+    return lambda: answers(url)
 
 
 def online_workers(pool: str) -> Callable[[], bool]:
