@@ -33,7 +33,9 @@ class FeatureRoles:
 
     `numeric` and `categorical` are the model's features in model order (numeric first).
     `protected` are the attributes bias is measured over; a protected attribute may be
-    derived (e.g. an age band) by `derive_protected`.
+    derived (e.g. an age band) by `derive_protected`. `text` (free text) and `identifiers`
+    (ids, keys) are carried to silver but are neither features nor monitored for drift:
+    their values are new every day by nature, so any distribution test would alarm.
     """
 
     numeric: tuple[str, ...]
@@ -41,6 +43,8 @@ class FeatureRoles:
     target: str
     positive_label: str
     protected: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
+    identifiers: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -104,6 +108,10 @@ class Dataset:
     - `synthesize` (optional): `synthesize(n_rows, drift=0.0, seed=0) -> DataFrame` with
       `columns`, typed as silver, at any size; `drift` in [0, 1] moves the population.
     - `derive_protected`: adds derived protected columns (e.g. `age_band`) to a typed frame.
+    - `row_key`: the columns that identify a record upstream (e.g. an order id); the labels
+      feed names records by them. Without one, labels name records by their `_row_id`.
+    - `labels_landing`: how the labels feed (`landing/{name}-labels/ds=…/`) writes its files:
+      the key columns and the target, with a header by default.
     """
 
     name: str
@@ -114,7 +122,33 @@ class Dataset:
     land: Callable[..., list[str]] | None = None
     synthesize: Callable[..., pd.DataFrame] | None = None
     derive_protected: Callable[[pd.DataFrame], pd.DataFrame] = field(default=lambda df: df)
+    row_key: tuple[str, ...] = ()
+    labels_landing: LandingFormat = field(default_factory=LandingFormat)
     citation: str = ""
+
+    def __post_init__(self) -> None:
+        roles = self.roles
+        named = {
+            "numeric": roles.numeric,
+            "categorical": roles.categorical,
+            "target": (roles.target,),
+            "text": roles.text,
+            "identifiers": roles.identifiers,
+            "row_key": self.row_key,
+        }
+        for role, columns in named.items():
+            unknown = [name for name in columns if name not in self.columns]
+            if unknown:
+                raise ValueError(f"dataset {self.name!r}: {role} names undeclared {unknown}")
+        exclusive = roles.features + (roles.target,) + roles.text + roles.identifiers
+        repeated = sorted({name for name in exclusive if exclusive.count(name) > 1})
+        if repeated:
+            raise ValueError(f"dataset {self.name!r}: columns with two roles: {repeated}")
+
+    @property
+    def label_key(self) -> tuple[str, ...]:
+        """The columns a labels row names its record by."""
+        return self.row_key or ("_row_id",)
 
 
 def daily_partitions(start: date, days: int) -> list[date]:

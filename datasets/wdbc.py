@@ -45,9 +45,17 @@ DATASET = Dataset(
     name="wdbc",
     columns=COLUMNS,
     schema=WdbcSchema,
-    roles=FeatureRoles(numeric=FEATURES, categorical=(), target="diagnosis", positive_label="M"),
+    roles=FeatureRoles(
+        numeric=FEATURES,
+        categorical=(),
+        target="diagnosis",
+        positive_label="M",
+        identifiers=("id",),
+    ),
     landing=LandingFormat(
         kinds={".data": "csv"}, delimiter=" ", header=False, null_tokens=("", "?")
     ),
+    # pathology results arrive later, as `id,diagnosis` CSV files under landing/wdbc-labels/
+    row_key=("id",),
     citation=__doc__.split("\n\n")[2],
 )

@@ -138,13 +138,31 @@ def _train_first(dataset: str, days: list[str] | None, promote: bool) -> str:
     from flows.validate import validate
     from tasks.ledger import succeeded_days
 
-    validated = set(succeeded_days(lake_of(current_settings()), dataset, "validate"))
+    settings = current_settings()
+    lake = lake_of(settings)
+    validated = set(succeeded_days(lake, dataset, "validate"))
     for ds in [ds for ds in days or [] if ds not in validated]:
         with console.status(f"ingesting and validating {dataset} ds={ds}"):
             ingest(dataset, ds)
             validate(dataset, ds)
+    _catch_up_labels(dataset, settings, lake)
     with console.status(f"training {dataset}"):
         return train(dataset, days, promote=promote)
+
+
+def _catch_up_labels(dataset: str, settings, lake) -> None:
+    """Ingest the labels feed's days that landed and were never ingested."""
+    from flows.labels import ingest_labels
+    from flows.resources import storage_options_of
+    from tasks.labels import labels_feed
+    from tasks.landing import landed_days
+    from tasks.ledger import succeeded_days
+
+    feed = landed_days(settings.landing_uri, labels_feed(dataset), storage_options_of(settings))
+    ingested = set(succeeded_days(lake, dataset, "labels"))
+    for ds in [ds for ds in feed if ds not in ingested]:
+        with console.status(f"ingesting {labels_feed(dataset)} ds={ds}"):
+            ingest_labels(dataset, ds)
 
 
 def _run_days(dataset: str, days: list[str]) -> list[str]:
@@ -235,6 +253,55 @@ def train(
         except Exception as error:  # noqa: BLE001 - shown to the user as one line
             raise _fail(f"training failed: {error}") from None
     console.print(f"trained {dataset} model {version}" + (" (champion)" if promote else ""))
+
+
+@app.command()
+def labels(
+    dataset: str,
+    ds: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Ingest the labels that landed under landing/DATASET-labels/: one day, or every day
+    not ingested yet."""
+    from flows.labels import ingest_labels
+    from flows.resources import lake_of
+
+    settings = _settings()
+    _dataset(dataset)
+    with _prefect(settings, verbose):
+        if ds is not None:
+            ingest_labels(dataset, _day(ds))
+        else:
+            _catch_up_labels(dataset, settings, lake_of(settings))
+    _print_status(dataset, settings)
+
+
+@app.command()
+def rewrite(
+    dataset: str,
+    table: Annotated[
+        list[str] | None, typer.Option(help="bronze, silver, quarantine, labels")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Rebuild DATASET's tables from their sources under its current declaration: by default
+    those whose schema no longer matches it (see the error a run gives), or each --table
+    (e.g. after changing a validation rule) and what derives from it."""
+    from flows.rewrite import rewrite as rewrite_flow
+
+    _dataset(dataset)
+    settings = _settings()
+    with _prefect(settings, verbose):
+        try:
+            rebuilt = rewrite_flow(dataset, table)
+        except Exception as error:  # noqa: BLE001 - shown to the user as one line
+            raise _fail(f"rewrite failed: {error}") from None
+    if not rebuilt:
+        console.print(f"{dataset}: every table matches its declaration; nothing to rewrite")
+        return
+    for name, days in rebuilt.items():
+        console.print(f"rewrote {name} of {dataset}: {len(days)} day(s)")
+    _print_status(dataset, settings)
 
 
 @app.command()
@@ -461,7 +528,7 @@ def _print_status(dataset: str, settings, days: list[str] | None = None) -> bool
     if not rows:
         return False
     table = Table(title=f"{dataset}: per-day status (from the ledger)")
-    counts = ("landed", "bronze", "rejected", "silver", "quarantined", "scored")
+    counts = ("landed", "bronze", "rejected", "silver", "quarantined", "scored", "labels")
     for name in ("ds", *counts, "model", "drift", "stages", "report"):
         table.add_column(name, justify="right" if name in counts else "left")
     colours = {"ok": "green", "warn": "yellow", "retrain": "bold red"}

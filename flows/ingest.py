@@ -10,6 +10,7 @@ from flows.settings import current_settings
 from tasks.bronze import UnreadableFiles, build_partition, relanded_changes, write_partition
 from tasks.landing import fetch_partition
 from tasks.ledger import last_succeeded, ledger_stage
+from tasks.schema_evolution import migrate_tables
 
 
 @flow(name="ingest", flow_run_name="ingest-{dataset}-{ds}", **RUN_END_HOOKS)
@@ -19,6 +20,7 @@ def ingest(dataset: str, ds: str) -> dict:
     lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "ingest", run_id) as entry:
         spec = get_dataset(dataset)
+        migrated = migrate_tables(lake, spec, ["bronze"])
         previous = last_succeeded(lake, dataset, ds, "ingest")
         contents, markers = fetch_partition(
             settings.landing_uri, dataset, ds, storage_options_of(settings)
@@ -36,7 +38,9 @@ def ingest(dataset: str, ds: str) -> dict:
         changes = relanded_changes(previous and previous["files"], batch.files)
         if changes:
             get_run_logger().warning("ds=%s was re-landed with different files: %s", ds, changes)
-        entry.details = {"relanded": changes, "markers_skipped": markers}
+        entry.details = {"relanded": changes, "markers_skipped": markers} | (
+            {"columns_added": migrated} if migrated else {}
+        )
         entry.delta_versions = write_partition(lake, dataset, ds, batch, run_id)
     get_run_logger().info(
         "%s ds=%s: %d landed, %d to bronze, %d rejected",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
+from datasets import get_dataset
 from flows.ingest import ingest
+from flows.labels import ingest_labels, labels_landed
 from flows.monitor import monitor
 from flows.resources import (
     RUN_END_HOOKS,
@@ -25,6 +27,7 @@ from tasks.accounting import check_accounting, count_rows
 from tasks.cluster import dask_task_runner
 from tasks.ledger import day_stages, ledger_stage
 from tasks.model_store import champion_version
+from tasks.schema_evolution import REBUILT_FROM, migrate_tables
 
 
 @flow(name="pipeline", flow_run_name=pipeline_run_name, **RUN_END_HOOKS)
@@ -37,8 +40,11 @@ def pipeline(dataset: str, ds: str | None = None) -> dict:
     settings, ds = current_settings(), scheduled_day(ds)
     lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry:
+        migrate_tables(lake, get_dataset(dataset), list(REBUILT_FROM))  # before any write
         landed = ingest(dataset, ds)
         validate(dataset, ds)
+        if labels_landed(settings, dataset, ds):
+            ingest_labels(dataset, ds)
         champion = champion_version(model_store_of(settings), dataset)
         if champion is None:
             champion = train(dataset, [ds])

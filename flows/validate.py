@@ -12,6 +12,7 @@ from reports import artifact_key, publish_markdown, validation_markdown
 from tasks.bronze import bronze_schema
 from tasks.lake import read_slice
 from tasks.ledger import ledger_stage
+from tasks.schema_evolution import migrate_tables
 from tasks.validation import (
     check_quarantine_limit,
     quarantine_samples,
@@ -30,12 +31,15 @@ def validate(dataset: str, ds: str, max_quarantine_fraction: float | None = None
     lake, run_id = lake_of(settings), current_run_id()
     with ledger_stage(lake, dataset, ds, "validate", run_id) as entry:
         spec = get_dataset(dataset)
+        migrated = migrate_tables(lake, spec, ["silver", "quarantine"])
         bronze = read_slice(lake, "bronze", dataset, ds)
         split = split_valid_rows(bronze, spec)
         entry.rows_in = len(bronze)
         entry.rows_out = len(split.silver)
         entry.rows_diverted = len(split.quarantine)
-        entry.details = {"failed_checks": split.failed_checks()}
+        entry.details = {"failed_checks": split.failed_checks()} | (
+            {"columns_added": migrated} if migrated else {}
+        )
         schema: pa.Schema = bronze_schema(spec.columns)
         entry.delta_versions = write_validated(lake, spec, ds, split, schema, run_id)
         publish_markdown(

@@ -26,7 +26,7 @@ from deltalake.transaction import AddAction
 
 from tasks import step
 
-PER_DATASET_TABLES = ("bronze", "rejects", "silver", "quarantine", "predictions")
+PER_DATASET_TABLES = ("bronze", "rejects", "silver", "quarantine", "predictions", "labels")
 SHARED_TABLES = ("metrics", "ledger")
 RUN_ID_KEY = "tidewater.run_id"
 TXN_KEY = "tidewater.txn"
@@ -299,6 +299,28 @@ class Lake:
         except (CommitFailedError, DeltaError):
             if self.table(table, dataset) is None:
                 raise
+
+    def reset_table(
+        self, table: str, dataset: str | None, schema: pa.Schema, partition_by: Sequence[str]
+    ) -> int:
+        """Empty the table and give it `schema`, in one new version (earlier versions stay
+        readable by time travel until vacuumed). Returns the new version."""
+        write_deltalake(
+            self.uri(table, dataset),
+            schema.empty_table(),
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=list(partition_by) or None,
+            storage_options=self._options(),
+        )
+        return self.version(table, dataset)
+
+    def partition_values(self, table: str, dataset: str | None, column: str = "ds") -> list[str]:
+        """The distinct values of partition column `column` in the table, sorted."""
+        dt = self.table(table, dataset)
+        if dt is None:
+            return []
+        return sorted({part[column] for part in dt.partitions() if part.get(column)})
 
     def _landed_version(self, table, dataset, app_id, txn_version) -> int | None:
         """The version of the commit carrying our transaction, if it landed."""

@@ -40,6 +40,19 @@ def is_marker(name: str) -> bool:
     return any(part.startswith((".", "_")) for part in name.split("/"))
 
 
+def landed_days(
+    landing_uri: str, dataset: str, storage_options: Mapping[str, str] | None = None
+) -> list[str]:
+    """The days with a partition folder under `landing/{dataset}/`, oldest first."""
+    fs, path = fsspec.core.url_to_fs(
+        f"{landing_uri.rstrip('/')}/{dataset}", **dict(storage_options or {})
+    )
+    if not fs.isdir(path):
+        return []
+    names = (entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+    return sorted(name.removeprefix("ds=") for name in names if name.startswith("ds="))
+
+
 def list_landed_files(
     landing_uri: str, dataset: str, ds: str, storage_options: Mapping[str, str] | None = None
 ) -> tuple[list[LandedFile], list[str]]:

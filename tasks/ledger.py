@@ -16,7 +16,7 @@ from prefect import task
 from tasks.lake import Lake
 from tasks.metering import StageMeter
 
-STAGES = ("ingest", "validate", "train", "score", "monitor", "pipeline")
+STAGES = ("ingest", "validate", "labels", "train", "score", "monitor", "pipeline")
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -226,6 +226,7 @@ def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
                 "silver": value("validate", "rows_out"),
                 "quarantined": value("validate", "rows_diverted"),
                 "scored": value("score", "rows_out"),
+                "labels": value("labels", "rows_out"),
                 "model": value("score", "model_version"),
                 "verdict": value("monitor", "verdict"),
                 "report": value("monitor", "report"),

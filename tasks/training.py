@@ -61,6 +61,18 @@ def labels_of(frame: pd.DataFrame, roles: FeatureRoles) -> np.ndarray:
     return matches.fillna(False).to_numpy(dtype=np.float32)
 
 
+def text_like_columns(frame: pd.DataFrame, roles: FeatureRoles) -> list[str]:
+    """Categorical features whose values are nearly all distinct: free text or ids, which
+    no model generalises over and every drift test flags; they belong in `roles.text` or
+    `roles.identifiers`."""
+    suspects = []
+    for name in roles.categorical:
+        values = frame[name].dropna()
+        if len(values) >= 200 and values.nunique() > 0.5 * len(values):
+            suspects.append(name)
+    return suspects
+
+
 def check_model_sanity(y: np.ndarray, holdout_scores: np.ndarray, min_auc: float) -> None:
     """Refuse a model that cannot be useful: the holdout must have both classes, the scores
     must vary, and the holdout AUC must reach `min_auc`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,37 +52,43 @@ def _kind(dtype: object) -> str:
     return "string"
 
 
+def column_kind(dataset: Dataset, name: str) -> str:
+    """The kind (`integer`, `float`, `boolean`, `string`) the schema gives column `name`."""
+    return _kind(dataset.schema.to_schema().columns[name].dtype)
+
+
+def cast_text(text: pd.Series, kind: str, null_tokens: Sequence[str] = ("",)) -> pd.Series:
+    """Landed text as `kind`: stripped, null tokens null, a value that does not cast null."""
+    text = text.astype("string").str.strip()
+    text = text.mask(text.isin(list(null_tokens)))
+    if kind == "string":
+        return text
+    if kind == "boolean":
+        values = text.str.lower().map({"true": True, "false": False, "1": True, "0": False})
+        return values.astype("boolean")
+    numbers = pd.to_numeric(text, errors="coerce")
+    if kind == "integer":
+        integral = numbers.notna() & np.isfinite(numbers) & (numbers == np.round(numbers))
+        return numbers.where(integral).astype("Int64")
+    return numbers.astype("Float64")
+
+
 def type_columns(bronze: pd.DataFrame, dataset: Dataset) -> tuple[pd.DataFrame, pd.Series]:
     """Bronze text columns typed as the schema says, and per row the casts that failed.
 
     Values are stripped; the dataset's missing tokens become null.
     """
-    schema = dataset.schema.to_schema()
-    missing_tokens = list(dataset.landing.null_tokens)
+    null_tokens = dataset.landing.null_tokens
     typed = {}
     failures = pd.Series([[] for _ in range(len(bronze))], index=bronze.index, dtype=object)
     for name in dataset.columns:
-        text = bronze[name].astype("string").str.strip()
-        text = text.mask(text.isin(missing_tokens))
-        kind = _kind(schema.columns[name].dtype)
-        if kind == "string":
-            typed[name] = text
-            continue
-        if kind == "boolean":
-            lowered = text.str.lower()
-            values = lowered.map({"true": True, "false": False, "1": True, "0": False})
-            values = values.astype("boolean")
-        else:
-            numbers = pd.to_numeric(text, errors="coerce")
-            if kind == "integer":
-                integral = numbers.notna() & np.isfinite(numbers) & (numbers == np.round(numbers))
-                numbers = numbers.where(integral)
-                values = numbers.astype("Int64")
-            else:
-                values = numbers.astype("Float64")
-        bad = text.notna() & values.isna()
-        for index in bronze.index[bad.to_numpy()]:
-            failures.at[index] = failures.at[index] + [f"{name}: not a valid {kind}"]
+        kind = column_kind(dataset, name)
+        values = cast_text(bronze[name], kind, null_tokens)
+        if kind != "string":
+            given = cast_text(bronze[name], "string", null_tokens)
+            bad = given.notna() & values.isna()
+            for index in bronze.index[bad.to_numpy()]:
+                failures.at[index] = failures.at[index] + [f"{name}: not a valid {kind}"]
         typed[name] = values
     return pd.DataFrame(typed, index=bronze.index), failures
 

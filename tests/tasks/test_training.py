@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from datasets import FeatureRoles, get_dataset
-from tasks.training import ModelRefused, check_model_sanity, labels_of, train_classifier
+from tasks.training import (
+    ModelRefused,
+    check_model_sanity,
+    labels_of,
+    text_like_columns,
+    train_classifier,
+)
 
 ADULT = get_dataset("adult")
 
@@ -46,3 +52,13 @@ def test_a_useful_model_passes_and_its_reference_is_the_holdout():
     check_model_sanity(trained.holdout_labels, trained.holdout_scores, min_auc=0.6)
     assert len(trained.reference) == len(trained.holdout_scores) < 0.3 * len(frame)
     np.testing.assert_allclose(trained.reference["score"], trained.holdout_scores, rtol=1e-6)
+
+
+def test_a_categorical_of_nearly_all_distinct_values_is_named_as_text_like():
+    roles = FeatureRoles(
+        numeric=(), categorical=("charge", "state"), target="credit", positive_label="1"
+    )
+    frame = pd.DataFrame(
+        {"charge": [f"charge text {i}" for i in range(300)], "state": ["CA", "NY", "TX"] * 100}
+    )
+    assert text_like_columns(frame, roles) == ["charge"]
