@@ -10,7 +10,14 @@ import importlib
 import pkgutil
 from importlib.metadata import entry_points
 
-from datasets.base import Dataset, DatasetModel, FeatureRoles, LandingFormat
+from datasets.base import (
+    Dataset,
+    DatasetModel,
+    FeatureRoles,
+    LandingFormat,
+    record_line,
+    row_id,
+)
 
 ENTRY_POINT_GROUP = "tidewater.datasets"
 
@@ -62,4 +69,6 @@ __all__ = [
     "LandingFormat",
     "dataset_names",
     "get_dataset",
+    "record_line",
+    "row_id",
 ]

@@ -44,7 +44,7 @@ Rows 3, 6, 9, 12, 15, 18, 19, 20 (`WRONG_TYPE_GOOD_ROWS` = 8) are valid.
 from __future__ import annotations
 
 import functools
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,15 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from datasets import landing_writer as lw
-from datasets.base import Dataset, DatasetModel, FeatureRoles, LandingFormat, daily_partitions
+from datasets.base import (
+    Dataset,
+    DatasetModel,
+    FeatureRoles,
+    LandingFormat,
+    daily_partitions,
+    record_line,
+    row_id,
+)
 
 NAME = "adult"
 DATA_FILE = Path(__file__).parent / "data" / "adult.csv.gz"
@@ -360,16 +368,25 @@ def land(
     bad_files: bool = True,
     seed: int = 0,
     storage_options: dict[str, Any] | None = None,
+    labels_delay_days: int | None = None,
 ) -> list[str]:
     """Writes `days` daily partitions of the real data from `start` under
-    `{landing_uri}/adult/`, replacing those partitions; returns the URIs written."""
+    `{landing_uri}/adult/`, replacing those partitions; returns the URIs written.
+
+    With `labels_delay_days`, the data files land without `income`, and each day's labels
+    land that many days later on the labels feed (`{landing_uri}/adult-labels/`), as
+    `_row_id,income` rows naming the records they label."""
     plan = landing_plan(start, days, drift_from, bad_files)
     bad = {f.filename: f for f in _bad_files()}
     data = _shipped_typed()
     chunks = lw.day_chunks(len(data), days, np.random.default_rng(seed))
     day_of = {ds: i for i, ds in enumerate(daily_partitions(start, days))}
+    labels_feed = f"{NAME}-labels"
     for ds in day_of:
         lw.clear_partition(lw.partition_uri(landing_uri, NAME, ds), storage_options)
+        if labels_delay_days is not None:
+            later = ds + timedelta(days=labels_delay_days)
+            lw.clear_partition(lw.partition_uri(landing_uri, labels_feed, later), storage_options)
     written = []
     for item in plan:
         uri = f"{lw.partition_uri(landing_uri, NAME, item.ds)}/{item.filename}"
@@ -380,9 +397,37 @@ def land(
             rows = data.iloc[chunks[day]].reset_index(drop=True)
             if item.is_drift:
                 rows = apply_drift(rows, 1.0, np.random.default_rng([seed, day]))
+            if labels_delay_days is not None:
+                written.append(
+                    _land_labels(rows, item, landing_uri, labels_delay_days, storage_options)
+                )
+                rows = rows.assign(income=None)
             write_landing_file(rows, uri, item.fmt, storage_options)
         written.append(uri)
     return written
+
+
+def _land_labels(
+    rows: pd.DataFrame,
+    item: lw.LandingFile,
+    landing_uri: str,
+    delay_days: int,
+    storage_options: dict[str, Any] | None,
+) -> str:
+    """The labels of one data file, on the labels feed `delay_days` after it landed."""
+    kind = item.fmt.removesuffix(".gz")
+    labels = pd.DataFrame(
+        {
+            "_row_id": [
+                row_id(NAME, item.ds.isoformat(), item.filename, record_line(kind, index))
+                for index in range(len(rows))
+            ],
+            "income": rows["income"],
+        }
+    )
+    later = item.ds + timedelta(days=delay_days)
+    uri = f"{lw.partition_uri(landing_uri, f'{NAME}-labels', later)}/labels-{item.ds}.csv"
+    return lw.write_landing_file(labels, uri, "csv", storage_options)
 
 
 DATASET = Dataset(

@@ -7,6 +7,7 @@ The pipeline knows nothing else about a dataset.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -149,6 +150,20 @@ class Dataset:
     def label_key(self) -> tuple[str, ...]:
         """The columns a labels row names its record by."""
         return self.row_key or ("_row_id",)
+
+
+def row_id(dataset: str, ds: str, name: str, line: int | str | None) -> str:
+    """The `_row_id` of the record at `line` of file `name` of partition `ds`: deterministic,
+    so an upstream (or a labels feed) can name a record without a key of its own."""
+    key = f"{dataset}\x1f{ds}\x1f{name}\x1f{line}".encode()
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def record_line(kind: str, index: int, header: bool = True) -> int:
+    """The line number ingest gives the record at 0-based `index` of a file of `kind`
+    written one record per line: text files count lines from 1 (the header is line 1);
+    Parquet counts rows from 1."""
+    return index + 2 if header and kind in ("csv", "tsv") else index + 1
 
 
 def daily_partitions(start: date, days: int) -> list[date]:

@@ -304,6 +304,73 @@ def rewrite(
     _print_status(dataset, settings)
 
 
+policy_app = typer.Typer(help="The retrain policy: replay it over the recorded history.")
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("replay")
+def policy_replay(
+    dataset: str,
+    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])],
+    end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="a RetrainPolicy field for this replay, e.g. breach_days=3"),
+    ] = None,
+) -> None:
+    """Print what the retrain policy decides on each day from START to END (inclusive),
+    from each day's recorded assessment in lake/metrics, beside what the live run decided.
+    Nothing is changed."""
+    from dataclasses import replace
+
+    from flows.resources import lake_of
+    from reports.policy import replay
+    from tasks.monitoring import recorded_assessments
+
+    _dataset(dataset)
+    settings = _settings()
+    try:
+        policy = replace(settings.retrain_policy_for(dataset), **_overrides(set_ or []))
+    except (TypeError, ValueError) as error:
+        raise _fail(f"invalid policy: {error}", code=2) from None
+    first, last = _day(start), _day(end)
+    since = (start.date() - timedelta(days=policy.memory_days)).isoformat()
+    until = (end.date() + timedelta(days=1)).isoformat()
+    recorded = recorded_assessments(lake_of(settings), dataset, since, until)
+    replayed = [day for day in replay(recorded, policy) if first <= day.ds <= last]
+    live = {day.ds: day.verdict for day in recorded}
+    table = Table(title=f"{dataset}: retrain policy replay {first}..{last}")
+    for name in ("ds", "drift", "bias breaches", "live", "replayed", "why"):
+        table.add_column(name)
+    for day in replayed:
+        was = live.get(day.ds)
+        table.add_row(
+            day.ds,
+            day.drift.value,
+            "; ".join(day.bias_breaches) or "-",
+            was.value if was else "-",
+            day.verdict.value
+            if was is None or was == day.verdict
+            else f"[bold]{day.verdict.value}[/]",
+            "; ".join(day.reasons) or "-",
+        )
+    console.print(table)
+    console.print(f"policy: {policy}")
+    same = sum(live.get(day.ds) == day.verdict for day in replayed)
+    console.print(f"the replay matches the live decisions on {same} of {len(replayed)} day(s)")
+
+
+def _overrides(pairs: list[str]) -> dict[str, int | bool]:
+    values: dict[str, int | bool] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"expected name=value, got {pair!r}")
+        lowered = text.strip().lower()
+        values[name.strip()] = lowered == "true" if lowered in ("true", "false") else int(text)
+    return values
+
+
 @app.command()
 def status(dataset: str) -> None:
     """Per-day row counts, stage statuses and drift verdicts of DATASET, from the ledger."""
@@ -474,11 +541,13 @@ def demo(
     start: DateOption = datetime(2024, 1, 1),
     drift_day: Annotated[int, typer.Option(help="first day (1-based) with planted drift")] = 6,
     train_days: Annotated[int, typer.Option(min=1)] = 3,
+    labels_delay: Annotated[int, typer.Option(min=0, help="days the labels land after")] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start what `serve` starts and apply the deployments, land the UCI Adult data as daily
-    partitions (drift and bad files planted), train the first model if there is none, run
-    the pipeline for every day and print a summary."""
+    partitions (drift and bad files planted; each day's labels on the labels feed
+    LABELS_DELAY days later), train the first model if there is none, run the pipeline for
+    every day and print a summary."""
     _quiet_terminal(verbose)  # before anything imports Prefect and sets up its logging
     dataset, settings = "adult", _settings()
     spec = _dataset(dataset)
@@ -495,6 +564,7 @@ def demo(
             days,
             drift_from=(start + timedelta(days=drift_day - 1)).date(),
             storage_options=storage_options_of(settings),
+            labels_delay_days=labels_delay,
         )
     with _prefect(settings, verbose), _cluster(settings) as settings:
         from flows.resources import model_store_of

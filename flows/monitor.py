@@ -1,6 +1,9 @@
-"""Monitor: drift of the scored day against the champion's reference window."""
+"""Monitor: drift, quality and fairness of a scored day, and the policy's verdict on it."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
 
 from prefect import flow, get_run_logger
 
@@ -20,12 +23,17 @@ from reports import (
     drift_metric_rows,
     emit_breach_event,
     publish_markdown,
+    quality_metric_rows,
 )
+from reports.policy import DayAssessment
 from tasks.ledger import ledger_stage
 from tasks.model_store import load_reference
 from tasks.monitoring import (
     assess_drift,
+    decide_day,
+    decision_metric_rows,
     load_scored_day,
+    recorded_assessments,
     report_url,
     save_drift_report,
     write_metrics,
@@ -33,8 +41,13 @@ from tasks.monitoring import (
 
 
 @flow(name="monitor", flow_run_name="monitor-{dataset}-{ds}", **RUN_END_HOOKS)
-def monitor(dataset: str, ds: str, model_version: str) -> dict:
-    """Evidently drift report (features and score), metrics rows, verdict and UI artifact."""
+def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = None) -> dict:
+    """Drift of the day against the model's reference, quality where labels are known, the
+    verdict under the dataset's retrain policy, reports, metrics rows and a UI artifact.
+
+    `recompute` (why, e.g. "labels landed on D") recomputes an earlier day's numbers and
+    keeps the verdict that day's run decided: the policy acts on the live day only.
+    """
     settings = current_settings()
     lake, run_id = lake_of(settings), current_run_id()
     options = storage_options_of(settings)
@@ -42,32 +55,52 @@ def monitor(dataset: str, ds: str, model_version: str) -> dict:
     with ledger_stage(lake, dataset, ds, "monitor", run_id) as entry:
         spec = get_dataset(dataset)
         reference = load_reference(model_store_of(settings), dataset, model_version)
-        current = load_scored_day(lake, dataset, ds, spec.roles.features, model_version)
+        current = load_scored_day(lake, spec, ds, model_version)
         entry.rows_in = len(current)
         entry.model_version = model_version
         if current.empty:
             entry.verdict = "no-data"
             entry.details = {"reasons": ["no silver rows to compare on this day"]}
             return {"verdict": "no-data", "report": None, "reasons": entry.details["reasons"]}
-        result, decision = assess_drift(
+        result, drift = assess_drift(
             reference, current, spec.roles, policy, settings.monitor_max_rows
         )
-        paths = save_drift_report(settings.reports_uri, dataset, ds, result, decision, options)
-        rows = drift_metric_rows(dataset, ds, model_version, result, decision)
+        today = DayAssessment(ds=ds, drift=drift.verdict)
+        if recompute:
+            recorded = recorded_assessments(lake, dataset, ds, _next_day(ds))
+            today = replace(today, verdict=recorded[0].verdict if recorded else None)
+        else:
+            today = decide_day(lake, dataset, today, settings.retrain_policy_for(dataset))
+        reasons = [*today.reasons, *drift.reasons]
+        paths = save_drift_report(settings.reports_uri, dataset, ds, result, drift, options)
+        rows = (
+            drift_metric_rows(dataset, ds, model_version, result, drift)
+            + quality_metric_rows(
+                dataset, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
+            )
+            + decision_metric_rows(dataset, ds, model_version, today)
+        )
         metrics_version = write_metrics(lake, rows, dataset, ds, model_version, run_id)
         link = report_url(settings.reports_uri, paths["html"], settings.reports_url, options)
         publish_markdown(
-            drift_markdown(dataset, ds, model_version, result, decision, paths["html"], link),
+            drift_markdown(dataset, ds, model_version, result, drift, paths["html"], link),
             key=artifact_key(f"drift-{dataset}-{ds}"),
             description=f"Drift of {dataset} ds={ds}",
         )
-        if decision.verdict.value != "ok":
-            emit_breach_event(
-                dataset, ds, model_version, decision.verdict.value, list(decision.reasons)
-            )
+        verdict = today.verdict.value if today.verdict else "recomputed"
+        if not recompute and verdict != "ok":
+            emit_breach_event(dataset, ds, model_version, verdict, reasons)
         entry.report = paths["html"]
-        entry.verdict = decision.verdict.value
+        entry.verdict = verdict
         entry.delta_versions = {"metrics": metrics_version}
-        entry.details = {"reasons": list(decision.reasons), "drifted_share": result.drifted_share}
-    get_run_logger().info("%s ds=%s: verdict %s", dataset, ds, decision.verdict.value)
-    return {"verdict": decision.verdict.value, "report": paths["html"], "reasons": decision.reasons}
+        entry.details = {
+            "reasons": reasons,
+            "drift_verdict": drift.verdict.value,
+            "drifted_share": result.drifted_share,
+        } | ({"recomputed": recompute} if recompute else {})
+    get_run_logger().info("%s ds=%s: verdict %s", dataset, ds, verdict)
+    return {"verdict": verdict, "report": paths["html"], "reasons": reasons}
+
+
+def _next_day(ds: str) -> str:
+    return (date.fromisoformat(ds) + timedelta(days=1)).isoformat()

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
 
     max_quarantine_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
     drift_retrain_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    retrain_policy: dict[str, dict[str, int | bool]] = Field(
+        default={},
+        description="RetrainPolicy fields per dataset, `*` for all (JSON), e.g. "
+        '{"*": {"breach_days": 2, "window_days": 3}, "adult": {"cooldown_days": 14}}',
+    )
     monitor_max_rows: int = Field(default=100_000, ge=1000)
     bootstrap_min_rows: int = Field(default=1000, ge=1)
     train_window_days: int = Field(default=7, ge=1, description="default training window")
@@ -65,10 +70,29 @@ class Settings(BaseSettings):
         default=None, description="where `tidewater deploy`'s alert automations post"
     )
 
-    @field_validator("storage_options", mode="before")
+    @field_validator("storage_options", "retrain_policy", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("retrain_policy")
+    @classmethod
+    def _valid_policies(cls, value: dict[str, dict[str, int | bool]]) -> Any:
+        from reports.policy import RetrainPolicy
+
+        for name, fields in value.items():
+            try:
+                RetrainPolicy(**fields)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"retrain policy {name!r}: {error}") from None
+        return value
+
+    def retrain_policy_for(self, dataset: str):
+        """The dataset's `RetrainPolicy`: defaults, then `*`, then the dataset's own fields."""
+        from reports.policy import RetrainPolicy
+
+        fields = self.retrain_policy.get("*", {}) | self.retrain_policy.get(dataset, {})
+        return RetrainPolicy(**fields)
 
     @model_validator(mode="after")
     def _default_locations(self) -> Settings:

@@ -7,7 +7,7 @@ side effect.
 
 from reports.artifacts import BREACH_EVENT, artifact_key, emit_breach_event, publish_markdown
 from reports.drift import MISSING, build_drift_report
-from reports.metrics import METRIC_KEYS, drift_metric_rows
+from reports.metrics import METRIC_KEYS, drift_metric_rows, quality_metric_rows
 from reports.parse import parse_drift_snapshot
 from reports.policy import Decision, DriftPolicy, Verdict, decide
 from reports.render import drift_markdown, load_drift_json, render_html, render_json
@@ -32,6 +32,7 @@ __all__ = [
     "load_drift_json",
     "parse_drift_snapshot",
     "publish_markdown",
+    "quality_metric_rows",
     "render_html",
     "render_json",
     "scoring_markdown",

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import numpy as np
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
 from reports.policy import Decision
 from reports.result import DriftResult
 
@@ -62,3 +65,41 @@ def drift_metric_rows(
         row(DRIFTED_SHARE, None, share, retrain_share, share > 0 and share >= retrain_share)
     )
     return rows
+
+
+def quality_metric_rows(
+    dataset: str,
+    ds: date | str,
+    model_version: str,
+    labels: np.ndarray,
+    scores: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The model's quality on the day's rows whose label is known (`labels` NaN where not):
+    `quality:labelled_rows` always, AUC, log-loss, accuracy and calibration (mean score
+    minus positive rate) when the labelled rows hold both classes. No threshold: quality is
+    judged against the champion by the retraining gate."""
+    day = ds.isoformat() if isinstance(ds, date) else str(ds)
+    known = ~np.isnan(labels)
+    y, p = labels[known], scores[known]
+    values = {"labelled_rows": float(known.sum())}
+    if len(np.unique(y)) == 2:
+        values |= {
+            "auc": float(roc_auc_score(y, p)),
+            "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+            "accuracy": float(accuracy_score(y, p >= 0.5)),
+            "calibration_gap": float(p.mean() - y.mean()),
+        }
+    return [
+        {
+            "dataset": dataset,
+            "ds": day,
+            "model_version": model_version,
+            "metric": f"quality:{name}",
+            "column": None,
+            "group": None,
+            "value": value,
+            "threshold": None,
+            "breached": False,
+        }
+        for name, value in values.items()
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from enum import StrEnum
 
 from reports.result import ColumnDrift, DriftResult
@@ -109,3 +111,97 @@ def format_score(value: float) -> str:
     if value == 0 or abs(value) >= 0.01:
         return f"{value:.2f}"
     return f"{value:.1e}"
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When breaches become a retrain: the memory on top of each day's assessment.
+
+    A day *breaches* when its drift assessment says retrain (see `decide`) or, with
+    `retrain_on_bias`, a fairness disparity breaches its threshold. The verdict is retrain
+    only when at least `breach_days` of the last `window_days` calendar days (today
+    included) breached (hysteresis: one noisy day is a warning), no retrain was decided in
+    the last `cooldown_days` days (the new model needs time to be judged), and fewer than
+    `max_retrains` were decided in the last `budget_days` days. A breach held back by any of
+    these is a warning that says which.
+    """
+
+    breach_days: int = 2
+    window_days: int = 3
+    cooldown_days: int = 7
+    max_retrains: int = 2
+    budget_days: int = 30
+    retrain_on_bias: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.breach_days <= self.window_days:
+            raise ValueError("need 1 <= breach_days <= window_days")
+        if self.cooldown_days < 0 or self.max_retrains < 1 or self.budget_days < 1:
+            raise ValueError("need cooldown_days >= 0, max_retrains >= 1, budget_days >= 1")
+
+    @property
+    def memory_days(self) -> int:
+        """How many days of history a decision looks at."""
+        return max(self.window_days, self.cooldown_days, self.budget_days)
+
+
+@dataclass(frozen=True)
+class DayAssessment:
+    """What one monitored day found before the policy's memory (the drift verdict of that
+    day alone, the fairness breaches), and what the policy decided (`verdict`, `reasons`)."""
+
+    ds: str
+    drift: Verdict
+    bias_breaches: tuple[str, ...] = ()
+    verdict: Verdict | None = None
+    reasons: tuple[str, ...] = ()
+
+    def breached(self, policy: RetrainPolicy) -> bool:
+        return self.drift is Verdict.RETRAIN or bool(policy.retrain_on_bias and self.bias_breaches)
+
+
+def decide_with_memory(
+    today: DayAssessment, history: Sequence[DayAssessment], policy: RetrainPolicy
+) -> DayAssessment:
+    """`today` with the policy's verdict and reasons, given the decided days before it (any
+    order; days outside the policy's memory are ignored)."""
+    day = date.fromisoformat(today.ds)
+
+    def age(other: DayAssessment) -> int:
+        return (day - date.fromisoformat(other.ds)).days
+
+    earlier = [h for h in history if 0 < age(h) < policy.memory_days]
+    if not today.breached(policy):
+        if today.drift is Verdict.WARN or today.bias_breaches:
+            return replace(today, verdict=Verdict.WARN, reasons=("below the retrain thresholds",))
+        return replace(today, verdict=Verdict.OK, reasons=())
+    breaches = 1 + sum(h.breached(policy) for h in earlier if age(h) < policy.window_days)
+    retrains = sorted(h.ds for h in earlier if h.verdict is Verdict.RETRAIN)
+    if breaches < policy.breach_days:
+        hold = (
+            f"hysteresis: {breaches} of the last {policy.window_days} days breached, "
+            f"retrain needs {policy.breach_days}"
+        )
+    elif retrains and (day - date.fromisoformat(retrains[-1])).days <= policy.cooldown_days:
+        until = date.fromisoformat(retrains[-1]) + timedelta(days=policy.cooldown_days)
+        hold = f"cooldown: retrain decided on {retrains[-1]}, next after {until}"
+    elif (
+        sum(age(h) < policy.budget_days for h in earlier if h.ds in retrains) >= policy.max_retrains
+    ):
+        hold = f"retrain budget spent: {policy.max_retrains} in the last {policy.budget_days} days"
+    else:
+        return replace(
+            today,
+            verdict=Verdict.RETRAIN,
+            reasons=(f"{breaches} of the last {policy.window_days} days breached",),
+        )
+    return replace(today, verdict=Verdict.WARN, reasons=(hold,))
+
+
+def replay(days: Sequence[DayAssessment], policy: RetrainPolicy) -> list[DayAssessment]:
+    """Decide every day in date order as the live runs would have under `policy`, each
+    decision remembering the replayed ones before it (not the recorded ones)."""
+    decided: list[DayAssessment] = []
+    for day in sorted(days, key=lambda d: d.ds):
+        decided.append(decide_with_memory(day, decided, policy))
+    return decided

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from datasets import LandingFormat
+from datasets import LandingFormat, row_id
 from tasks import step
 from tasks.lake import Lake
 from tasks.landing import FileContent
@@ -50,12 +49,6 @@ REJECTS_SCHEMA = pa.schema(
         ("ds", pa.string()),
     ]
 )
-
-
-def row_id(dataset: str, ds: str, name: str, line: int | str | None) -> str:
-    """Deterministic id of the record at `line` of file `name` of a partition."""
-    key = f"{dataset}\x1f{ds}\x1f{name}\x1f{line}".encode()
-    return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
 class UnreadableFiles(RuntimeError):

@@ -174,3 +174,31 @@ def attach_labels(
     from_feed = joined["_feed_label"].notna()
     joined[target] = joined["_feed_label"].where(from_feed, joined[target])
     return joined.drop(columns="_feed_label"), int(from_feed.sum())
+
+
+def labelled_days(lake: Lake, dataset: Dataset, batch: LabelsBatch) -> list[str]:
+    """The silver days holding a record that `batch` gives a usable label."""
+    key = list(dataset.label_key)
+    usable = batch.table.filter(pc.is_null(batch.table.column("_issues")))
+    silver = lake.read("silver", dataset.name, columns=[*key, "ds"])
+    if usable.num_rows == 0 or silver.num_rows == 0:
+        return []
+    labelled = pa.table(
+        {name: cast_text(usable.column(name).to_pandas(), _key_kind(dataset, name)) for name in key}
+    )
+    silver_keys = silver.select(key).cast(labelled.schema, safe=False)
+    matched = silver.filter(_rows_in(silver_keys, labelled))
+    return sorted(set(matched.column("ds").to_pylist()))
+
+
+def _key_kind(dataset: Dataset, name: str) -> str:
+    return "string" if name == "_row_id" else column_kind(dataset, name)
+
+
+def _rows_in(rows: pa.Table, keys: pa.Table) -> pa.Array:
+    """Per row of `rows`, whether its key (all columns) is among `keys`."""
+    if rows.num_columns == 1:
+        return pc.is_in(rows.column(0), value_set=keys.column(0).combine_chunks())
+    wanted = set(zip(*(keys.column(i).to_pylist() for i in range(keys.num_columns)), strict=True))
+    found = zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True)
+    return pa.array([key in wanted for key in found])

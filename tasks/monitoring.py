@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
 from typing import Any
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from datasets import FeatureRoles
+from datasets import Dataset, FeatureRoles
 from reports import (
     Decision,
     DriftPolicy,
@@ -19,8 +21,11 @@ from reports import (
     render_html,
     render_json,
 )
+from reports.policy import DayAssessment, RetrainPolicy, Verdict, decide_with_memory
 from tasks import step
+from tasks.labels import attach_labels, known_labels
 from tasks.lake import Lake
+from tasks.training import labels_of
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -39,20 +44,31 @@ METRICS_SCHEMA = pa.schema(
 
 
 @step(retries=2)
-def load_scored_day(
-    lake: Lake, dataset: str, ds: str, features: Sequence[str], model_version: str
-) -> pd.DataFrame:
-    """The day's silver features with the model's score, one row per silver row."""
-    silver = lake.read("silver", dataset, where={"ds": ds}, columns=["_row_id", *features])
+def load_scored_day(lake: Lake, dataset: Dataset, ds: str, model_version: str) -> pd.DataFrame:
+    """The day's silver rows with the model's `score`, the protected attributes (derived
+    ones added) and `label`: 1.0 / 0.0 where the label is known (from the labels feed, else
+    as landed), NaN where it is not yet."""
+    silver = lake.read("silver", dataset.name, where={"ds": ds}, columns=list(_needed(dataset)))
     scores = lake.read(
         "predictions",
-        dataset,
+        dataset.name,
         where={"ds": ds, "model_version": model_version},
         columns=["_row_id", "score"],
     )
     if silver.num_rows == 0:
-        return pd.DataFrame(columns=["_row_id", *features, "score"])
-    return silver.join(scores, "_row_id").to_pandas()
+        return pd.DataFrame(columns=[*_needed(dataset), "score", "label"])
+    frame = silver.join(scores, "_row_id").to_pandas()
+    frame, _ = attach_labels(frame, known_labels(lake, dataset)[0], dataset)
+    known = frame[dataset.roles.target].notna().to_numpy()
+    frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)
+    return dataset.derive_protected(frame)
+
+
+def _needed(dataset: Dataset) -> dict[str, None]:
+    """Silver columns the monitor reads (ordered, unique): every declared column but free
+    text, and the row id."""
+    text = set(dataset.roles.text)
+    return dict.fromkeys(["_row_id", *(c for c in dataset.columns if c not in text)])
 
 
 @step
@@ -139,3 +155,79 @@ def write_metrics(
         run_id=run_id,
         partition_by=("dataset", "ds"),
     )
+
+
+DECISION_CODES = {Verdict.OK: 0.0, Verdict.WARN: 1.0, Verdict.RETRAIN: 2.0}
+VERDICT_OF_CODE = {code: verdict for verdict, code in DECISION_CODES.items()}
+
+
+def decision_metric_rows(
+    dataset: str, ds: str, model_version: str, day: DayAssessment
+) -> list[dict[str, Any]]:
+    """The day's assessment and the policy's verdict as metrics rows, which the policy's
+    memory (and `tidewater policy replay`) read back: `decision:drift` and
+    `decision:verdict` (0 ok, 1 warn, 2 retrain), one `decision:bias_breach` per breach."""
+
+    def row(metric: str, value: float, column: str | None = None) -> dict[str, Any]:
+        return {
+            "dataset": dataset,
+            "ds": ds,
+            "model_version": model_version,
+            "metric": metric,
+            "column": column,
+            "group": None,
+            "value": value,
+            "threshold": DECISION_CODES[Verdict.RETRAIN],
+            "breached": value >= DECISION_CODES[Verdict.RETRAIN],
+        }
+
+    rows = [row("decision:drift", DECISION_CODES[day.drift])]
+    rows += [row("decision:bias_breach", 2.0, breach) for breach in day.bias_breaches]
+    if day.verdict is not None:
+        rows.append(row("decision:verdict", DECISION_CODES[day.verdict]))
+    return rows
+
+
+def recorded_assessments(
+    lake: Lake, dataset: str, start: str | None = None, end: str | None = None
+) -> list[DayAssessment]:
+    """The decided days of `dataset` in [start, end) as the metrics table holds them; of a
+    day monitored with several model versions, the newest version's."""
+    metrics = lake.read("metrics", None, where={"dataset": dataset})
+    if metrics.num_rows == 0:
+        return []
+    frame = metrics.to_pandas()
+    frame = frame[frame["metric"].str.startswith("decision:")]
+    if start:
+        frame = frame[frame["ds"] >= start]
+    if end:
+        frame = frame[frame["ds"] < end]
+    days = []
+    for ds, rows in frame.groupby("ds", sort=True):
+        newest = max(rows["model_version"], key=_version_number)
+        rows = rows[rows["model_version"] == newest]
+        value = dict(zip(rows["metric"], rows["value"], strict=False))
+        breaches = rows.loc[rows["metric"] == "decision:bias_breach", "column"]
+        days.append(
+            DayAssessment(
+                ds=ds,
+                drift=VERDICT_OF_CODE[value["decision:drift"]],
+                bias_breaches=tuple(sorted(breaches)),
+                verdict=VERDICT_OF_CODE.get(value.get("decision:verdict")),
+            )
+        )
+    return days
+
+
+def _version_number(version: str) -> int:
+    digits = "".join(ch for ch in version if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+@step(retries=2)
+def decide_day(
+    lake: Lake, dataset: str, today: DayAssessment, policy: RetrainPolicy
+) -> DayAssessment:
+    """Today's verdict under the policy, remembering the days decided before it."""
+    start = (date.fromisoformat(today.ds) - timedelta(days=policy.memory_days)).isoformat()
+    return decide_with_memory(today, recorded_assessments(lake, dataset, start, today.ds), policy)

@@ -10,11 +10,10 @@ import fsspec
 import pandas as pd
 import pytest
 
-from datasets import adult, get_dataset
+from datasets import adult, get_dataset, row_id
 from flows.pipeline import pipeline
 from flows.resources import lake_of, model_store_of
 from flows.settings import Settings, use_settings
-from tasks.bronze import row_id
 from tasks.lake import RUN_ID_KEY
 from tasks.ledger import read_ledger
 

@@ -1,6 +1,9 @@
+from datetime import date, timedelta
+
 import pytest
 
 from reports import ColumnDrift, DriftPolicy, DriftResult, Verdict, decide
+from reports.policy import DayAssessment, RetrainPolicy, replay
 
 
 def result(*drifted: str, score: bool = False) -> DriftResult:
@@ -83,3 +86,62 @@ def test_end_to_end_verdicts(no_drift, age_drift):
     assert decide(no_drift, DriftPolicy()).verdict is Verdict.OK
     assert decide(age_drift, DriftPolicy()).verdict is Verdict.WARN
     assert decide(age_drift, DriftPolicy(retrain_share=0.25)).verdict is Verdict.RETRAIN
+
+
+# The memory: hysteresis, cooldown, budget, bias, replay.
+
+
+def days(*drifts: str, start: str = "2024-03-01", bias: dict[int, str] | None = None):
+    first = date.fromisoformat(start)
+    return [
+        DayAssessment(
+            ds=(first + timedelta(days=i)).isoformat(),
+            drift=Verdict(drift),
+            bias_breaches=((bias or {})[i],) if i in (bias or {}) else (),
+        )
+        for i, drift in enumerate(drifts)
+    ]
+
+
+def verdicts(decided) -> list[str]:
+    return [day.verdict.value for day in decided]
+
+
+def test_one_breached_day_warns_two_of_three_retrain():
+    policy = RetrainPolicy(breach_days=2, window_days=3, cooldown_days=0)
+    decided = replay(days("retrain", "ok", "ok", "retrain", "ok", "retrain"), policy)
+    assert verdicts(decided) == ["warn", "ok", "ok", "warn", "ok", "retrain"]
+    assert decided[0].reasons[0].startswith("hysteresis: 1 of the last 3 days breached")
+
+
+def test_no_retrain_again_within_the_cooldown():
+    policy = RetrainPolicy(breach_days=1, window_days=1, cooldown_days=3, max_retrains=9)
+    decided = replay(days(*["retrain"] * 6), policy)
+    assert verdicts(decided) == ["retrain", "warn", "warn", "warn", "retrain", "warn"]
+    assert decided[1].reasons == ("cooldown: retrain decided on 2024-03-01, next after 2024-03-04",)
+
+
+def test_the_retrain_budget_caps_retrains_per_period():
+    policy = RetrainPolicy(breach_days=1, window_days=1, cooldown_days=0, max_retrains=2)
+    decided = replay(days(*["retrain"] * 5), policy)
+    assert verdicts(decided) == ["retrain", "retrain", "warn", "warn", "warn"]
+    assert "budget spent" in decided[2].reasons[0]
+
+
+def test_bias_breaches_count_only_when_the_policy_says_so():
+    history = days("ok", "ok", "ok", bias={0: "sex: dp ratio", 1: "sex: dp ratio"})
+    assert verdicts(replay(history, RetrainPolicy(cooldown_days=0)))[1] == "retrain"
+    ignoring = RetrainPolicy(cooldown_days=0, retrain_on_bias=False)
+    assert verdicts(replay(history, ignoring)) == ["warn", "warn", "ok"]
+
+
+def test_replay_is_order_free_and_ignores_what_was_recorded():
+    history = days("retrain", "retrain", "retrain", "ok")
+    recorded = [DayAssessment(d.ds, d.drift, verdict=Verdict.OK) for d in history]
+    policy = RetrainPolicy(cooldown_days=5)
+    assert verdicts(replay(recorded[::-1], policy)) == ["warn", "retrain", "warn", "ok"]
+
+
+def test_an_impossible_policy_is_refused():
+    with pytest.raises(ValueError, match="breach_days <= window_days"):
+        RetrainPolicy(breach_days=4, window_days=3)
