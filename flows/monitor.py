@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 
 from prefect import flow, get_run_logger
@@ -19,12 +19,13 @@ from flows.settings import current_settings
 from reports import (
     DriftPolicy,
     artifact_key,
-    drift_markdown,
     drift_metric_rows,
     emit_breach_event,
+    monitor_markdown,
     publish_markdown,
     quality_metric_rows,
 )
+from reports.pages import day_page, trend_page
 from reports.policy import DayAssessment
 from tasks.ledger import ledger_stage
 from tasks.model_store import load_reference
@@ -33,9 +34,11 @@ from tasks.monitoring import (
     decide_day,
     decision_metric_rows,
     load_scored_day,
+    metrics_history,
     recorded_assessments,
     report_url,
     save_drift_report,
+    save_pages,
     write_metrics,
 )
 
@@ -72,20 +75,46 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         else:
             today = decide_day(lake, dataset, today, settings.retrain_policy_for(dataset))
         reasons = [*today.reasons, *drift.reasons]
-        paths = save_drift_report(settings.reports_uri, dataset, ds, result, drift, options)
+        evidently = save_drift_report(settings.reports_uri, dataset, ds, result, drift, options)
+        quality = quality_metric_rows(
+            dataset, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
+        )
         rows = (
             drift_metric_rows(dataset, ds, model_version, result, drift)
-            + quality_metric_rows(
-                dataset, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
-            )
+            + quality
             + decision_metric_rows(dataset, ds, model_version, today)
         )
         metrics_version = write_metrics(lake, rows, dataset, ds, model_version, run_id)
-        link = report_url(settings.reports_uri, paths["html"], settings.reports_url, options)
+        quality_values = {row["metric"].removeprefix("quality:"): row["value"] for row in quality}
+        paths = save_pages(
+            settings.reports_uri,
+            dataset,
+            ds,
+            day_page(dataset, ds, model_version, today, result, quality_values),
+            {
+                "dataset": dataset,
+                "ds": ds,
+                "model_version": model_version,
+                "decision": asdict(today),
+                "drift": [asdict(column) for column in result.columns],
+                "quality": quality_values,
+                "evidently_report": evidently["html"],
+            },
+            trend_page(dataset, metrics_history(lake, dataset)),
+            options,
+        )
+        links = {
+            title: report_url(settings.reports_uri, paths[kind], settings.reports_url, options)
+            for title, kind in (("Day report", "html"), ("Trend", "trend"))
+        } | {
+            "Evidently report (sample)": report_url(
+                settings.reports_uri, evidently["html"], settings.reports_url, options
+            )
+        }
         publish_markdown(
-            drift_markdown(dataset, ds, model_version, result, drift, paths["html"], link),
-            key=artifact_key(f"drift-{dataset}-{ds}"),
-            description=f"Drift of {dataset} ds={ds}",
+            monitor_markdown(dataset, ds, model_version, today, result, quality_values, links),
+            key=artifact_key(f"monitor-{dataset}-{ds}"),
+            description=f"Monitoring of {dataset} ds={ds}",
         )
         verdict = today.verdict.value if today.verdict else "recomputed"
         if not recompute and verdict != "ok":

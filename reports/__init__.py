@@ -10,9 +10,14 @@ from reports.drift import MISSING, build_drift_report
 from reports.metrics import METRIC_KEYS, drift_metric_rows, quality_metric_rows
 from reports.parse import parse_drift_snapshot
 from reports.policy import Decision, DriftPolicy, Verdict, decide
-from reports.render import drift_markdown, load_drift_json, render_html, render_json
+from reports.render import load_drift_json, render_html, render_json
 from reports.result import ColumnDrift, DriftResult
-from reports.summaries import scoring_markdown, stage_summary_markdown, validation_markdown
+from reports.summaries import (
+    monitor_markdown,
+    scoring_markdown,
+    stage_summary_markdown,
+    validation_markdown,
+)
 
 __all__ = [
     "BREACH_EVENT",
@@ -26,10 +31,10 @@ __all__ = [
     "artifact_key",
     "build_drift_report",
     "decide",
-    "drift_markdown",
     "drift_metric_rows",
     "emit_breach_event",
     "load_drift_json",
+    "monitor_markdown",
     "parse_drift_snapshot",
     "publish_markdown",
     "quality_metric_rows",

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
-from datetime import date
 from typing import Any
 
-from reports.policy import Decision, format_score
+from reports.policy import Decision
 from reports.result import ColumnDrift, DriftResult
 
 JSON_FORMAT = "tidewater.drift/1"
@@ -67,49 +66,6 @@ def load_drift_json(text: str) -> DriftResult:
         reference_rows=int(summary["reference_rows"]),
         current_rows=int(summary["current_rows"]),
     )
-
-
-def drift_markdown(
-    dataset: str,
-    ds: date | str,
-    model_version: str,
-    result: DriftResult,
-    decision: Decision,
-    report_path: str,
-    report_url: str | None = None,
-) -> str:
-    """A compact markdown summary of a drift report, linking to its HTML at `report_url`
-    (where a browser can open it), else naming the file at `report_path`."""
-    day = ds.isoformat() if isinstance(ds, date) else str(ds)
-    lines = [
-        f"# Drift: {_cell(dataset)} {day} (model {_cell(model_version)})",
-        "",
-        f"**Verdict: {decision.verdict.value.upper()}**",
-        "",
-        f"- drifted columns: {len(result.drifted)} of {len(result.columns)} "
-        f"(share {result.drifted_share:.2f}; features only "
-        f"{decision.feature_drifted_share:.2f}, retrain at ≥ "
-        f"{decision.policy.retrain_share:.2f})",
-        f"- rows: reference {result.reference_rows:,}, current {result.current_rows:,}",
-        *(f"- {_cell(reason)}" for reason in decision.reasons),
-        "",
-        "| column | method | value | threshold | drifted |",
-        "|---|---|---:|---:|---|",
-        *(
-            f"| {_cell(c.column)} | {c.method} | {format_score(c.value)} | "
-            f"{format_score(c.threshold)} | {'**yes**' if c.drifted else 'no'} |"
-            for c in result.columns
-        ),
-        "",
-        f"[Full HTML report]({report_url})"
-        if report_url
-        else f"Full HTML report: `{_cell(report_path)}` (run `tidewater serve` for a link)",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _decision_dict(decision: Decision) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """Markdown summaries of a day's stages for the Prefect UI: validation (counts per failed
-check, sample rows), scoring (which models, how fast, where) and the per-day stage summary
-with the row accounting. Pure builders: values in, markdown out."""
+check, sample rows), scoring (which models, how fast, where), monitoring (the verdict, key
+numbers, links) and the per-day stage summary with the row accounting. Pure builders:
+values in, markdown out."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from reports.policy import DayAssessment, format_score
+from reports.result import DriftResult
 
 MIB = 2**20
 
@@ -140,3 +144,58 @@ def _seconds(value: Any) -> str:
 
 def _mebibytes(value: Any) -> str:
     return "-" if _missing(value) else f"{value / MIB:,.0f}"
+
+
+def monitor_markdown(
+    dataset: str,
+    ds: str,
+    model_version: str,
+    day: DayAssessment,
+    drift: DriftResult,
+    quality: Mapping[str, float],
+    links: Mapping[str, str | None],
+    fairness: Sequence[str] = (),
+) -> str:
+    """The monitor's artifact: the verdict and why, the key numbers (drift, quality,
+    fairness) and links to the day's page, Evidently's report and the trend. `links` maps
+    a title to a URL a browser can open, or to None where there is none (the path is
+    then shown by the day's page)."""
+    verdict = (day.verdict.value if day.verdict else "recomputed").upper()
+    labelled = int(quality.get("labelled_rows", 0))
+    scored = [
+        f"AUC {quality['auc']:.3f}, log-loss {quality['logloss']:.3f}, "
+        f"calibration gap {quality['calibration_gap']:+.3f} on {labelled:,} labelled rows"
+        if "auc" in quality
+        else f"{labelled:,} labelled rows: not enough for quality yet"
+    ]
+    lines = [
+        f"# Monitoring: {_cell(dataset)} {_cell(ds)} (model {_cell(model_version)})",
+        "",
+        f"**Verdict: {verdict}** (drift alone: {day.drift.value}; "
+        f"bias breaches: {len(day.bias_breaches)})",
+        "",
+        *(f"- {_cell(reason)}" for reason in day.reasons),
+        f"- drifted columns: {len(drift.drifted)} of {len(drift.columns)} "
+        f"({drift.current_rows:,} rows against {drift.reference_rows:,})",
+        f"- quality: {scored[0]}",
+        *(f"- fairness: {_cell(line)}" for line in fairness),
+        "",
+        *_table(
+            ("column", "method", "value", "threshold", "drifted"),
+            [
+                (
+                    c.column,
+                    c.method,
+                    format_score(c.value),
+                    format_score(c.threshold),
+                    "**yes**" if c.drifted else "no",
+                )  # fmt: skip
+                for c in drift.columns
+            ],
+            right=2,
+        ),
+        "",
+        " · ".join(f"[{title}]({url})" for title, url in links.items() if url)
+        or "Reports: run `tidewater serve` for links.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -113,6 +114,39 @@ def save_drift_report(
         fs.pipe_file(f"{path}/drift.{kind}", text.encode())
         written[kind] = f"{folder}/drift.{kind}"
     return written
+
+
+@step(retries=2)
+def save_pages(
+    reports_uri: str,
+    dataset: str,
+    ds: str,
+    day_html: str,
+    day_json: Mapping[str, Any],
+    trend_html: str,
+    storage_options: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Write the day's `monitor.html` / `monitor.json` and the dataset's `trend.html`;
+    returns their URIs."""
+    folder = report_folder(reports_uri, dataset, ds)
+    trend = f"{reports_uri.rstrip('/')}/{dataset}/trend.html"
+    written = {
+        "html": (f"{folder}/monitor.html", day_html),
+        "json": (f"{folder}/monitor.json", json.dumps(day_json, default=str)),
+        "trend": (trend, trend_html),
+    }
+    fs, _ = fsspec.core.url_to_fs(folder, **dict(storage_options or {}))
+    for uri, text in written.values():
+        path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))[1]
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        fs.pipe_file(path, text.encode())
+    return {kind: uri for kind, (uri, _) in written.items()}
+
+
+@step(retries=2)
+def metrics_history(lake: Lake, dataset: str) -> pd.DataFrame:
+    """Every metrics row of `dataset` (for the trend page)."""
+    return lake.read("metrics", None, where={"dataset": dataset}).to_pandas()
 
 
 PRESIGNED_SECONDS = 7 * 24 * 3600

@@ -129,7 +129,7 @@ def test_serve_deploy_run_cancel_and_alert(operator):
     assert score["peak_memory_bytes"] > 50 * 2**20
 
     # The drifted day breaches the drift threshold: an alert reaches the webhook, and the
-    # drift artifact links the report on the reports server.
+    # monitoring artifact links the day's report on the reports server.
     drifted = _run_deployment("pipeline/adult-daily", "2024-06-03")
     assert drifted.state.is_completed(), drifted.state.message
     assert "retrain" in operator.webhook.wait_for("tidewater.threshold.breached")
@@ -137,8 +137,8 @@ def test_serve_deploy_run_cancel_and_alert(operator):
 
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=200)
-    drift = next(a for a in artifact if a.key == "drift-adult-2024-06-03")
-    link = drift.data.split("[Full HTML report](")[1].split(")")[0]
+    monitored = next(a for a in artifact if a.key == "monitor-adult-2024-06-03")
+    link = monitored.data.split("[Day report](")[1].split(")")[0]
     assert link.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(link) as response:
         assert response.status == 200 and b"<html" in response.read(2000).lower()

@@ -278,22 +278,25 @@ def test_validation_artifact_of_the_quarantine_day(ui):
     ui.shoot("validation-artifact.png")
 
 
-def test_drift_artifact_and_its_report_link(ui):
-    artifact = ui.served.artifact(f"drift-adult-{DRIFT_DS}")
+def test_monitoring_artifact_and_its_report_links(ui):
+    artifact = ui.served.artifact(f"monitor-adult-{DRIFT_DS}")
     ui.open(f"/artifacts/artifact/{artifact['id']}")
     drift = _markdown(ui)
-    expect(drift.get_by_role("heading", name=f"Drift: adult {DRIFT_DS}")).to_be_visible()
-    expect(drift.get_by_text("Verdict: RETRAIN")).to_be_visible()
+    expect(drift.get_by_role("heading", name=f"Monitoring: adult {DRIFT_DS}")).to_be_visible()
+    # the first drifted day: the retrain policy's hysteresis makes it a warning
+    expect(drift.get_by_text("Verdict: WARN")).to_be_visible()
     expect(ui.page.get_by_role("link", name=f"monitor-adult-{DRIFT_DS}")).to_be_visible()
     ui.assert_reaches_its_api()
     ui.shoot("drift-artifact.png")
 
-    link = drift.get_by_role("link", name="Full HTML report")
+    link = drift.get_by_role("link", name="Day report")
     href = link.get_attribute("href")
-    assert href == f"{ui.served.reports_url}/adult/{DRIFT_DS}/drift.html"
+    assert href == f"{ui.served.reports_url}/adult/{DRIFT_DS}/monitor.html"
     with ui.page.expect_response(href) as report:
         link.click()
     assert report.value.status == 200
     ui.page.wait_for_url(href)
+    expect(ui.page.get_by_role("heading", name="Decision: warn")).to_be_visible()
+    ui.page.get_by_role("link", name="drift.html").click()
     expect(ui.page.get_by_text("Dataset Drift is detected")).to_be_visible()
     ui.shoot("report.png")

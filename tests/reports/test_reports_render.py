@@ -3,9 +3,7 @@ from html.parser import HTMLParser
 
 from reports import (
     DriftPolicy,
-    Verdict,
     decide,
-    drift_markdown,
     load_drift_json,
     parse_drift_snapshot,
     render_html,
@@ -62,26 +60,3 @@ def test_json_parses_and_reads_back(age_drift):
     assert document["decision"]["policy"]["retrain_share"] == 0.3
     assert load_drift_json(render_json(age_drift)) == age_drift
     assert set(parse_drift_snapshot(document["evidently"]).columns) == set(age_drift.columns)
-
-
-def test_markdown_summarises_verdict_and_drifted_columns(build, reference, frame):
-    result = build(reference, frame(seed=2, age_shift=8, score_shift=0.15))
-    decision = decide(result, DriftPolicy())
-    assert decision.verdict is Verdict.RETRAIN
-    path, url = "s3://lake/reports/adult/2024-01-06.html", "https://signed.example/r.html?sig=x"
-    markdown = drift_markdown("adult", "2024-01-06", "v3", result, decision, path, url)
-    assert "**Verdict: RETRAIN**" in markdown
-    assert "| age | wasserstein |" in markdown
-    assert "| score | wasserstein |" in markdown
-    assert markdown.count("**yes**") == 2
-    assert "age drifted: wasserstein" in markdown
-    assert f"[Full HTML report]({url})" in markdown
-    unlinked = drift_markdown("adult", "2024-01-06", "v3", result, decision, "/srv/r.html")
-    assert "Full HTML report: `/srv/r.html` (run `tidewater serve` for a link)" in unlinked
-    assert "adult 2024-01-06 (model v3)" in markdown
-
-
-def test_markdown_escapes_table_cells(hostile_drift):
-    decision = decide(hostile_drift, DriftPolicy())
-    markdown = drift_markdown("a|b", "2024-01-06", "v3", hostile_drift, decision, "r.html")
-    assert "a\\|b" in markdown

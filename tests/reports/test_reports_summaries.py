@@ -67,3 +67,34 @@ def test_day_summary_shows_stages_resources_and_the_accounting():
     assert "| score | failed | - | - | - | v1 | - | - | - | - |" in markdown
     assert "landed 10 = bronze 9 + rejects 1" in markdown
     assert "silver 8 = champion predictions 8" in markdown
+
+
+def test_the_monitor_summary_gives_the_verdict_the_numbers_and_the_links():
+    from reports import ColumnDrift, DriftResult, Verdict, monitor_markdown
+    from reports.policy import DayAssessment
+
+    drift = DriftResult(
+        columns=(
+            ColumnDrift("age", "psi", 0.31, 0.2, True),
+            ColumnDrift("a|b", "psi", 0, 0.2, False),
+        ),
+        drifted_share=0.5,
+        dataset_drift=False,
+        reference_rows=1000,
+        current_rows=5000,
+    )
+    day = DayAssessment("2024-01-06", Verdict.RETRAIN, (), Verdict.WARN, ("hysteresis: 1 of 3",))
+    quality = {"labelled_rows": 4000.0, "auc": 0.91, "logloss": 0.3, "calibration_gap": 0.01}
+    links = {"Day report": "http://r/adult/2024-01-06/monitor.html", "Trend": None}
+    markdown = monitor_markdown("adult", "2024-01-06", "v3", day, drift, quality, links)
+    assert "**Verdict: WARN** (drift alone: retrain; bias breaches: 0)" in markdown
+    assert "- hysteresis: 1 of 3" in markdown
+    assert "AUC 0.910, log-loss 0.300, calibration gap +0.010 on 4,000 labelled rows" in markdown
+    assert "| age | psi | 0.31 | 0.20 | **yes** |" in markdown and "a\\|b" in markdown
+    assert "[Day report](http://r/adult/2024-01-06/monitor.html)" in markdown
+    assert "Trend" not in markdown.splitlines()[-1]
+    unlabelled = monitor_markdown(
+        "adult", "2024-01-06", "v3", day, drift, {"labelled_rows": 0.0}, {}
+    )
+    assert "0 labelled rows: not enough for quality yet" in unlabelled
+    assert "run `tidewater serve` for links" in unlabelled
