@@ -12,7 +12,7 @@ FAST := not slow and not integration and not gpu
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: env env-newest gpu-env demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
+.PHONY: env env-newest gpu-env gpu-bundle gpu-install gpu-check demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -52,6 +52,22 @@ test-newest: env-newest
 
 test-gpu: gpu-env
 	$(VENV)/bin/python -m pytest -m gpu
+
+# The GPU check on a lent device (README: "Checking the GPU path on a device"). Here:
+# `make gpu-bundle` fetches the cp312 manylinux wheels the device lacks into .gpu-bundle/,
+# in parts that each fit one device call with the working tree (XGBOOST=cpu: no CUDA XGBoost,
+# fewer parts). There, one call per part: `make gpu-install PART=N`, then `make gpu-check`
+# (STEPS=tests,sanitizer,forest,scoring to choose). No venv, uv or index needed there.
+XGBOOST ?= cuda
+GPU_PYTHON ?= python3
+gpu-bundle: env
+	$(VENV)/bin/python -m benchmarks.gpu_bundle --xgboost $(XGBOOST) --pip $(TOOLS)/bin/pip
+
+gpu-install:
+	$(GPU_PYTHON) -m benchmarks.gpu_check install $(PART)
+
+gpu-check:
+	$(GPU_PYTHON) -m benchmarks.gpu_check run $(if $(STEPS),--steps $(STEPS))
 
 lint: env
 	$(VENV)/bin/ruff check .
