@@ -21,6 +21,7 @@ Standard library only at import time: `benchmarks.gpu_check` imports this on the
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -141,13 +142,17 @@ def device_requirements(root: Path = ROOT, xgboost: str = "cuda") -> list[str]:
     return out
 
 
+@functools.cache
+def _locked_packages(lock: Path) -> dict[str, dict]:
+    return {canonical(p["name"]): p for p in tomllib.loads(lock.read_text())["package"]}
+
+
 def lock_closure(root: Path, roots: list[str]) -> dict[str, str]:
     """{name: version} of `roots` and everything they need per uv.lock, on the device's
     interpreter, less the device's runtime (DEVICE_RUNTIME)."""
     from packaging.markers import Marker
 
-    lock = tomllib.loads((root / "uv.lock").read_text())
-    packages = {canonical(p["name"]): p for p in lock["package"]}
+    packages = _locked_packages(root / "uv.lock")
     env = {**DEVICE_MARKERS, "extra": ""}
     seen: set[tuple[str, tuple[str, ...]]] = set()
     stack = [(_requirement_name(r), tuple(re.findall(r"\[([^\]]*)\]", r)[:1])) for r in roots]
