@@ -12,7 +12,7 @@ FAST := not slow and not integration and not gpu
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: env env-newest gpu-env gpu-bundle gpu-install gpu-check demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
+.PHONY: env env-newest gpu-env gpu-bundle gpu-install gpu-check test-python demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +49,14 @@ test-slow: env
 
 test-newest: env-newest
 	$(NEWEST_VENV)/bin/python -m pytest -m "$(FAST)"
+
+# The fast tests on another supported Python, e.g. the GPU machines' 3.12 (not part of `make
+# test`): make test-python PY=3.12
+PY ?= 3.12
+test-python: $(UV)
+	UV_PYTHON=$(or $(addsuffix /bin/python$(PY),$(shell pyenv prefix $(PY) 2>/dev/null)),python$(PY)) \
+		UV_PROJECT_ENVIRONMENT=.venv-py$(PY) $(UV) sync --frozen
+	.venv-py$(PY)/bin/python -m pytest -m "$(FAST)"
 
 test-gpu: gpu-env
 	$(VENV)/bin/python -m pytest -m gpu
