@@ -200,7 +200,8 @@ def build_env(manifest: dict, house: Path, logfile) -> tuple[int, str]:
     ).stdout.strip()
     import site
 
-    layers = [str(ROOT), *site.getsitepackages()]
+    # The checkout, then the device's site-packages with their own .pth files processed.
+    layers = [str(ROOT)] + [f"import site; site.addsitedir({d!r})" for d in site.getsitepackages()]
     (Path(purelib) / "_tidewater_device.pth").write_text("\n".join(layers) + "\n")
     (ENV / "requirements.txt").write_text("\n".join(manifest["requirements"]) + "\n")
     import importlib.metadata as metadata
@@ -613,8 +614,7 @@ def render(record: dict) -> str:
             result = "PASS" if step["ok"] else ("NOT RUN" if step.get("not_run") else "FAIL")
             summary = " ".join(str(step.get("summary", "")).split()).replace("|", "/")
             lines.append(
-                f"| {name} | {step['date']} | {result} | {step.get('seconds', 0):.0f} | "
-                f"{summary} |"
+                f"| {name} | {step['date']} | {result} | {step.get('seconds', 0):.0f} | {summary} |"
             )
     for name in ("forest", "scoring"):
         table = record.get("steps", {}).get(name, {}).get("table")

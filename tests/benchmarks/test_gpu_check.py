@@ -177,7 +177,8 @@ def test_build_the_bundle_and_install_it_as_the_device_would(tmp_path):
     """Downloads the wheels (PyPI), checks the parts, then installs them with no index into a
     venv layered over a stand-in for the device's Python 3.12 that has NumPy only (so every
     part and fallback part is needed) and imports the GPU path's modules from it."""
-    python312 = shutil.which("python3.12") or _pyenv_python("3.12")
+    # pyenv's shims run only its global version: ask pyenv for the path first.
+    python312 = _pyenv_python("3.12") or shutil.which("python3.12")
     uv = ROOT / ".tools" / "bin" / "uv"
     if python312 is None or not uv.exists():
         pytest.skip("needs python3.12 and .tools/bin/uv (make env)")
