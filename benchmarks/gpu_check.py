@@ -40,6 +40,9 @@ from pathlib import Path
 from benchmarks.gpu_bundle import BUNDLE, MANIFEST, ROOT, canonical, sha256
 
 ENV = ROOT / ".gpu-env"
+# Where `gpu-install` also keeps each checked part, outside the checkout, so that parts carried
+# by earlier calls survive however the next call lays the working tree out.
+STASH = Path(os.environ.get("TIDEWATER_GPU_STASH", "/var/tmp/tidewater-gpu-bundle"))
 RESULTS = ROOT / ".gpu-results"
 STEPS = ("tests", "sanitizer", "forest", "scoring")
 SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck")
@@ -105,16 +108,16 @@ def probe_gpu(python: str = sys.executable) -> dict | str:
 
 
 def find_manifest(bundle: Path) -> dict | None:
-    """The manifest at the bundle's top, else any part's copy."""
-    for path in [bundle / MANIFEST, *sorted(bundle.glob(f"*/{MANIFEST}"))]:
-        if path.is_file():
-            return json.loads(path.read_text())
+    """The manifest at the bundle's top, else any part's copy (in the checkout or the stash)."""
+    for top in (bundle, STASH):
+        for path in [top / MANIFEST, *sorted(top.glob(f"*/{MANIFEST}"))]:
+            if path.is_file():
+                return json.loads(path.read_text())
     return None
 
 
-def part_state(bundle: Path, part: dict) -> str:
-    """ "ok", "missing" or what is wrong with a carried part."""
-    folder = bundle / part["name"]
+def folder_state(folder: Path, part: dict) -> str:
+    """ "ok", "missing" or what is wrong with a part's copy in `folder`."""
     if not folder.is_dir():
         return "missing"
     for entry in part["files"]:
@@ -126,12 +129,29 @@ def part_state(bundle: Path, part: dict) -> str:
     return "ok"
 
 
+def part_folder(bundle: Path, part: dict) -> tuple[Path | None, str]:
+    """(the folder holding an intact copy of `part`, "ok"), else (None, what is wrong)."""
+    state = "missing"
+    for folder in (bundle / part["name"], STASH / part["name"]):
+        found = folder_state(folder, part)
+        if found == "ok":
+            return folder, found
+        if state == "missing":
+            state = found
+    return None, state
+
+
+def part_state(bundle: Path, part: dict) -> str:
+    return part_folder(bundle, part)[1]
+
+
 def _part_name(value: str) -> str:
     return f"part-{value}" if value.isdigit() else value
 
 
 def install_part(args: argparse.Namespace) -> int:
-    """`make gpu-install PART=N`: check the carried part, say which parts are still to come."""
+    """`make gpu-install PART=N`: check the carried part, keep a copy of it outside the checkout
+    (STASH), say which parts are still to come."""
     bundle = Path(args.bundle)
     manifest = find_manifest(bundle)
     if manifest is None:
@@ -142,7 +162,13 @@ def install_part(args: argparse.Namespace) -> int:
     if name not in parts:
         log(f"no {name} in the manifest; parts: {', '.join(parts)}")
         return 1
-    state = part_state(bundle, parts[name])
+    folder, state = part_folder(bundle, parts[name])
+    if folder is not None and folder != STASH / name:
+        try:
+            shutil.rmtree(STASH / name, ignore_errors=True)
+            shutil.copytree(folder, STASH / name)
+        except OSError as exc:  # the copy in the checkout still counts
+            log(f"could not keep a copy in {STASH}: {exc}")
     needed = [p for p in manifest["parts"] if p["name"].startswith("part-")]
     todo = [p["name"] for p in needed if part_state(bundle, p) != "ok"]
     log(f"{name}: {state}")
@@ -154,17 +180,17 @@ def stage_wheels(bundle: Path, manifest: dict) -> tuple[Path, list[str]]:
     """Join each wheel whose pieces are all here into `wheelhouse/` and check its sha256.
     Returns the wheelhouse and the names of the wheels staged."""
     house = bundle / "wheelhouse"
-    house.mkdir(exist_ok=True)
-    good = {p["name"] for p in manifest["parts"] if part_state(bundle, p) == "ok"}
+    house.mkdir(parents=True, exist_ok=True)
+    folders = {p["name"]: part_folder(bundle, p)[0] for p in manifest["parts"]}
     staged = []
     for wheel in manifest["wheels"]:
-        if not all(piece["part"] in good for piece in wheel["pieces"]):
+        if not all(folders[piece["part"]] for piece in wheel["pieces"]):
             continue
         target = house / wheel["file"]
         if not (target.is_file() and sha256(target) == wheel["sha256"]):
             with open(target, "wb") as out:
                 for piece in wheel["pieces"]:
-                    out.write((bundle / piece["part"] / piece["file"]).read_bytes())
+                    out.write((folders[piece["part"]] / piece["file"]).read_bytes())
             if sha256(target) != wheel["sha256"]:
                 raise SystemExit(f"{wheel['file']}: joined pieces do not match its sha256")
         staged.append(wheel["name"])

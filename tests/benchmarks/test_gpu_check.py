@@ -220,3 +220,68 @@ def _pyenv_python(version: str) -> str | None:
         return None
     path = Path(prefix) / "bin" / f"python{version}"
     return str(path) if path.exists() else None
+
+
+def _fake_bundle(root: Path) -> tuple[Path, dict[str, bytes]]:
+    """A bundle of two wheels, one cut across two parts, laid out as `make gpu-bundle` does."""
+    wheels = {"big-1.0-py3-none-any.whl": os.urandom(300), "small-1.0-py3-none-any.whl": b"x" * 50}
+    bundle = root / "bundle"
+    records: dict[str, dict] = {}
+    parts = []
+    big = wheels["big-1.0-py3-none-any.whl"]
+    layout = [
+        ("part-1", [("big-1.0-py3-none-any.whl", 0, big[:200])]),
+        (
+            "part-2",
+            [("big-1.0-py3-none-any.whl", 200, big[200:]), ("small-1.0-py3-none-any.whl", 0, None)],
+        ),
+    ]
+    for part, pieces in layout:
+        (bundle / part).mkdir(parents=True)
+        files = []
+        for name, offset, chunk in pieces:
+            chunk = wheels[name] if chunk is None else chunk
+            whole = len(chunk) == len(wheels[name])
+            file = name if whole else f"{name}.at{offset}"
+            (bundle / part / file).write_bytes(chunk)
+            entry = {
+                "file": file,
+                "bytes": len(chunk),
+                "sha256": gpu_bundle.sha256(bundle / part / file),
+            }
+            files.append(entry)
+            record = records.setdefault(
+                name, {"name": name.split("-")[0], "file": name, "pieces": []}
+            )
+            record["pieces"].append({"part": part, **entry})
+        parts.append({"name": part, "files": files, "bytes": sum(f["bytes"] for f in files)})
+    for name, record in records.items():
+        (root / name).write_bytes(wheels[name])
+        record.update(bytes=len(wheels[name]), sha256=gpu_bundle.sha256(root / name))
+    manifest = {"parts": parts, "wheels": list(records.values()), "requirements": []}
+    for part in parts:
+        (bundle / part["name"] / gpu_bundle.MANIFEST).write_text(json.dumps(manifest))
+    return bundle, wheels
+
+
+def test_parts_are_checked_kept_outside_the_checkout_and_joined(tmp_path, monkeypatch):
+    from benchmarks import gpu_check
+
+    bundle, wheels = _fake_bundle(tmp_path)
+    monkeypatch.setattr(gpu_check, "STASH", tmp_path / "stash")
+    install = gpu_check.main
+    assert install(["install", "1", "--bundle", str(bundle)]) == 0
+    assert (tmp_path / "stash" / "part-1").is_dir()
+    # The checkout's copy is gone (a new working tree), the stash still has part-1.
+    shutil.rmtree(bundle / "part-1")
+    manifest, problem = gpu_check.check_parts(bundle)
+    assert problem is None
+    house, staged = gpu_check.stage_wheels(bundle, manifest)
+    assert sorted(staged) == ["big", "small"]
+    for name, data in wheels.items():
+        assert (house / name).read_bytes() == data
+    # A damaged piece is named, and the part counts as not carried.
+    (bundle / "part-2" / "small-1.0-py3-none-any.whl").write_bytes(b"y" * 50)
+    assert install(["install", "2", "--bundle", str(bundle)]) == 1
+    manifest, problem = gpu_check.check_parts(bundle)
+    assert problem and "part-2 (corrupt (small-1.0-py3-none-any.whl))" in problem
