@@ -631,6 +631,8 @@ def render(record: dict) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),
         "",
+        f"Install: {record.get('install', '?')}",
+        "",
         "| step | date (UTC) | result | seconds | summary |",
         "|---|---|---|---:|---|",
     ]
@@ -710,14 +712,15 @@ def run(args: argparse.Namespace) -> int:
         log(f"{len(staged)} wheels staged; installing into {ENV} ...")
         code, message = build_env(manifest, house, logfile)
         log(message)
-        if code:
-            write_results({"card": card, "install": message}, logpath.read_text())
-            return code
         previous = RESULTS / "gpu-check.json"
         record = json.loads(previous.read_text()) if previous.is_file() else {}
         if record.get("card", {}).get("name") not in (None, card["name"]):
             record = {}
-        record.update(card=card, host=platform.node(), versions=versions(logfile))
+        record.update(card=card, host=platform.node(), install=message)
+        if code:
+            write_results(record, logpath.read_text())
+            return code
+        record["versions"] = versions(logfile)
         record.setdefault("steps", {})
         if not record["versions"].get("kernels.gpu_available"):
             log("gpu-check: the environment's CuPy cannot use the GPU (see the log)")
