@@ -92,4 +92,4 @@ bench-scoring: env
 	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 3
 
 clean:
-	rm -rf $(VENV) $(NEWEST_VENV) $(TOOLS) .tidewater .pytest_cache
+	rm -rf $(VENV) $(NEWEST_VENV) $(TOOLS) .tidewater .pytest_cache .gpu-bundle .gpu-env .gpu-results
