@@ -12,7 +12,7 @@ FAST := not slow and not integration and not gpu
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: env env-newest gpu-env demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
+.PHONY: env env-newest gpu-env gpu-bundle gpu-install gpu-check test-python demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -50,8 +50,32 @@ test-slow: env
 test-newest: env-newest
 	$(NEWEST_VENV)/bin/python -m pytest -m "$(FAST)"
 
+# The fast tests on another supported Python, e.g. the GPU machines' 3.12 (not part of `make
+# test`): make test-python PY=3.12
+PY ?= 3.12
+test-python: $(UV)
+	UV_PYTHON=$(or $(addsuffix /bin/python$(PY),$(shell pyenv prefix $(PY) 2>/dev/null)),python$(PY)) \
+		UV_PROJECT_ENVIRONMENT=.venv-py$(PY) $(UV) sync --frozen
+	.venv-py$(PY)/bin/python -m pytest -m "$(FAST)"
+
 test-gpu: gpu-env
 	$(VENV)/bin/python -m pytest -m gpu
+
+# The GPU check on a lent device (README: "Checking the GPU path on a device"). Here:
+# `make gpu-bundle` fetches the cp312 manylinux wheels the device lacks into .gpu-bundle/,
+# in parts that each fit one device call with the working tree (XGBOOST=cpu: no CUDA XGBoost,
+# fewer parts). There, one call per part: `make gpu-install PART=N`, then `make gpu-check`
+# (STEPS=tests,sanitizer,forest,scoring to choose). No venv, uv or index needed there.
+XGBOOST ?= cuda
+GPU_PYTHON ?= python3
+gpu-bundle: env
+	$(VENV)/bin/python -m benchmarks.gpu_bundle --xgboost $(XGBOOST) --pip $(TOOLS)/bin/pip
+
+gpu-install:
+	$(GPU_PYTHON) -m benchmarks.gpu_check install $(PART)
+
+gpu-check:
+	$(GPU_PYTHON) -m benchmarks.gpu_check run $(if $(STEPS),--steps $(STEPS))
 
 lint: env
 	$(VENV)/bin/ruff check .
@@ -68,4 +92,4 @@ bench-scoring: env
 	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 3
 
 clean:
-	rm -rf $(VENV) $(NEWEST_VENV) $(TOOLS) .tidewater .pytest_cache
+	rm -rf $(VENV) $(NEWEST_VENV) $(TOOLS) .tidewater .pytest_cache .gpu-bundle .gpu-env .gpu-results
