@@ -79,7 +79,7 @@ def _disparity_table(disparities: tuple[Disparity, ...]) -> str:
             "interval",
             "threshold",
             "groups compared",
-            "excluded (small)",
+            "excluded (too small)",
             "lowest",
             "highest",
             "status",

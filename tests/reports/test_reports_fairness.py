@@ -102,6 +102,22 @@ def test_no_planted_bias_nothing_breaches(seed):
     assert result.breaches == ()
 
 
+def test_many_small_equal_groups_do_not_breach_on_the_interval():
+    """30 groups of 120 rows, one selection probability: the range of their rates is noise."""
+    estimate_breaches = 0
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        frame = pd.DataFrame(
+            {"g": np.repeat([f"g{i:02d}" for i in range(30)], 120), "score": rng.random(3_600)}
+        )
+        frame["score"] = np.where(frame["score"] < 0.25, 0.9, 0.1)
+        result = assess_fairness(frame, ("g",), FairnessPolicy(n_boot=200, seed=seed))
+        d = result.disparity(DEMOGRAPHIC_PARITY_DIFFERENCE, ("g",))
+        estimate_breaches += d.value > 0.1
+        assert not d.breached, d
+    assert estimate_breaches >= 4
+
+
 def test_values_match_fairlearn_on_the_raw_rows(planted, planted_frame):
     frame = planted_frame
     selected = (frame["score"] >= 0.5).astype(int)
