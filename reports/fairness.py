@@ -359,10 +359,16 @@ def _assess_grouping(
     for a in attributes:
         code = code * len(values[a]) + codes[a]
     n_codes = math.prod(shape)
-    counts = np.bincount(code * 6 + label_state * 2 + decision, minlength=n_codes * 6)
-    counts = counts.reshape(n_codes, 3, 2)
-    present = np.flatnonzero(counts.sum(axis=(1, 2)))
-    counts = counts[present]
+    if n_codes <= 1 << 16:
+        present = np.flatnonzero(np.bincount(code, minlength=n_codes))
+        position = np.zeros(n_codes, dtype=np.int64)
+        position[present] = np.arange(len(present))
+        group_index = position[code]
+    else:  # two high-cardinality attributes: no dense table of every combination
+        present, group_index = np.unique(code, return_inverse=True)
+    counts = np.bincount(
+        group_index * 6 + label_state * 2 + decision, minlength=len(present) * 6
+    ).reshape(len(present), 3, 2)
     keys = [
         tuple(
             str(values[a][i]) for a, i in zip(attributes, np.unravel_index(p, shape), strict=True)
@@ -386,7 +392,7 @@ def _assess_grouping(
     rates, estimates = _fairlearn_estimates(counts, reported, show, labels_present)
     boot = _bootstrap(attributes, counts, policy)
     auc = (
-        _auc_by_group(code, present, label_state, score, show["auc"], attributes, policy)
+        _auc_by_group(group_index, label_state, score, show["auc"], attributes, policy)
         if labels_present
         else {}
     )
@@ -729,8 +735,7 @@ def _interval(
 
 
 def _auc_by_group(
-    code: np.ndarray,
-    present: np.ndarray,
+    group_index: np.ndarray,
     label_state: np.ndarray,
     score: np.ndarray,
     eligible: np.ndarray,
@@ -741,13 +746,13 @@ def _auc_by_group(
     if not eligible.any():
         return {}
     labelled = np.flatnonzero(label_state != _UNLABELLED)
-    order = labelled[np.argsort(code[labelled], kind="stable")]
-    sorted_codes = code[order]
+    order = labelled[np.argsort(group_index[labelled], kind="stable")]
+    sorted_groups = group_index[order]
     seed = zlib.crc32("\x1f".join(attributes).encode())
     rng = np.random.default_rng([policy.seed, seed, 1])
     out: dict[int, float | None] = {}
     for i in np.flatnonzero(eligible):
-        start, stop = np.searchsorted(sorted_codes, [present[i], present[i] + 1])
+        start, stop = np.searchsorted(sorted_groups, [i, i + 1])
         rows = order[start:stop]
         if len(rows) > policy.max_rows:
             rows = np.sort(rng.choice(rows, policy.max_rows, replace=False))
