@@ -1,4 +1,4 @@
-"""Drift reports, the retrain decision policy, and their renderings.
+"""Drift, quality and fairness reports, the retrain decision policy, and their renderings.
 
 Builders here are pure: they return report objects and a typed verdict. Writing the rendered
 strings to storage is the pipeline's job; `publish_markdown` (a Prefect artifact) is the one
@@ -7,6 +7,15 @@ side effect.
 
 from reports.artifacts import BREACH_EVENT, artifact_key, emit_breach_event, publish_markdown
 from reports.drift import MISSING, build_drift_report
+from reports.fairness import (
+    Disparity,
+    FairnessPolicy,
+    FairnessResult,
+    GroupMetrics,
+    assess_fairness,
+    fairness_metric_rows,
+)
+from reports.fairness_html import fairness_html
 from reports.metrics import METRIC_KEYS, drift_metric_rows, quality_metric_rows
 from reports.parse import parse_drift_snapshot
 from reports.policy import Decision, DriftPolicy, Verdict, decide
@@ -43,4 +52,11 @@ __all__ = [
     "scoring_markdown",
     "stage_summary_markdown",
     "validation_markdown",
+    "Disparity",
+    "FairnessPolicy",
+    "FairnessResult",
+    "GroupMetrics",
+    "assess_fairness",
+    "fairness_html",
+    "fairness_metric_rows",
 ]
