@@ -21,6 +21,8 @@ from reports import (
     artifact_key,
     drift_metric_rows,
     emit_breach_event,
+    fairness_html,
+    fairness_metric_rows,
     monitor_markdown,
     publish_markdown,
     quality_metric_rows,
@@ -30,9 +32,11 @@ from reports.policy import DayAssessment
 from tasks.ledger import ledger_stage
 from tasks.model_store import load_reference
 from tasks.monitoring import (
+    assess_bias,
     assess_drift,
     decide_day,
     decision_metric_rows,
+    fairness_summary,
     load_scored_day,
     metrics_history,
     recorded_assessments,
@@ -45,8 +49,9 @@ from tasks.monitoring import (
 
 @flow(name="monitor", flow_run_name="monitor-{dataset}-{ds}", **RUN_END_HOOKS)
 def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = None) -> dict:
-    """Drift of the day against the model's reference, quality where labels are known, the
-    verdict under the dataset's retrain policy, reports, metrics rows and a UI artifact.
+    """Drift of the day against the model's reference, quality where labels are known,
+    fairness per protected group and pair of groups, the verdict under the dataset's retrain
+    policy, reports, metrics rows and a UI artifact.
 
     `recompute` (why, e.g. "labels landed on D") recomputes an earlier day's numbers and
     keeps the verdict that day's run decided: the policy acts on the live day only.
@@ -68,7 +73,9 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         result, drift = assess_drift(
             reference, current, spec.roles, policy, settings.monitor_max_rows
         )
-        today = DayAssessment(ds=ds, drift=drift.verdict)
+        bias = assess_bias(current, reference, spec, settings.fairness_policy_for(dataset))
+        breaches = bias.breach_lines() if bias else ()
+        today = DayAssessment(ds=ds, drift=drift.verdict, bias_breaches=breaches)
         if recompute:
             recorded = recorded_assessments(lake, dataset, ds, _next_day(ds))
             today = replace(today, verdict=recorded[0].verdict if recorded else None)
@@ -82,6 +89,7 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         rows = (
             drift_metric_rows(dataset, ds, model_version, result, drift)
             + quality
+            + (fairness_metric_rows(dataset, ds, model_version, bias.day) if bias else [])
             + decision_metric_rows(dataset, ds, model_version, today)
         )
         metrics_version = write_metrics(lake, rows, dataset, ds, model_version, run_id)
@@ -90,7 +98,15 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
             settings.reports_uri,
             dataset,
             ds,
-            day_page(dataset, ds, model_version, today, result, quality_values),
+            day_page(
+                dataset,
+                ds,
+                model_version,
+                today,
+                result,
+                quality_values,
+                fairness_html(bias.day) if bias else "",
+            ),
             {
                 "dataset": dataset,
                 "ds": ds,
@@ -98,6 +114,7 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
                 "decision": asdict(today),
                 "drift": [asdict(column) for column in result.columns],
                 "quality": quality_values,
+                "fairness": bias.day.to_json() if bias else None,
                 "evidently_report": evidently["html"],
             },
             trend_page(dataset, metrics_history(lake, dataset)),
@@ -112,7 +129,16 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
             )
         }
         publish_markdown(
-            monitor_markdown(dataset, ds, model_version, today, result, quality_values, links),
+            monitor_markdown(
+                dataset,
+                ds,
+                model_version,
+                today,
+                result,
+                quality_values,
+                links,
+                fairness_summary(bias),
+            ),
             key=artifact_key(f"monitor-{dataset}-{ds}"),
             description=f"Monitoring of {dataset} ds={ds}",
         )

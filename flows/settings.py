@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         description="RetrainPolicy fields per dataset, `*` for all (JSON), e.g. "
         '{"*": {"breach_days": 2, "window_days": 3}, "adult": {"cooldown_days": 14}}',
     )
+    fairness_policy: dict[str, dict[str, float | int | str]] = Field(
+        default={},
+        description="FairnessPolicy fields per dataset, `*` for all (JSON), e.g. "
+        '{"*": {"min_group_size": 200}, "adult": {"dp_ratio_min": 0.8}}',
+    )
     monitor_max_rows: int = Field(default=100_000, ge=1000)
     bootstrap_min_rows: int = Field(default=1000, ge=1)
     train_window_days: int = Field(default=7, ge=1, description="default training window")
@@ -70,7 +75,7 @@ class Settings(BaseSettings):
         default=None, description="where `tidewater deploy`'s alert automations post"
     )
 
-    @field_validator("storage_options", "retrain_policy", mode="before")
+    @field_validator("storage_options", "retrain_policy", "fairness_policy", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
@@ -86,6 +91,25 @@ class Settings(BaseSettings):
             except (TypeError, ValueError) as error:
                 raise ValueError(f"retrain policy {name!r}: {error}") from None
         return value
+
+    @field_validator("fairness_policy")
+    @classmethod
+    def _valid_fairness(cls, value: dict[str, dict[str, Any]]) -> Any:
+        from reports.fairness import FairnessPolicy
+
+        for name, fields in value.items():
+            try:
+                FairnessPolicy(**fields)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"fairness policy {name!r}: {error}") from None
+        return value
+
+    def fairness_policy_for(self, dataset: str):
+        """The dataset's `FairnessPolicy`: defaults, then `*`, then the dataset's fields."""
+        from reports.fairness import FairnessPolicy
+
+        fields = self.fairness_policy.get("*", {}) | self.fairness_policy.get(dataset, {})
+        return FairnessPolicy(**fields)
 
     def retrain_policy_for(self, dataset: str):
         """The dataset's `RetrainPolicy`: defaults, then `*`, then the dataset's own fields."""

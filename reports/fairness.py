@@ -73,6 +73,7 @@ class FairnessPolicy:
     intersections does not breach; `"estimate"`: the estimate alone. Without a bootstrap
     (`n_boot=0`) the estimate alone decides. `max_rows` caps the labelled rows of one group
     that its AUC is computed on (a seeded sample); every other number uses all rows.
+    `regression_tolerance`: see `regressions`.
     """
 
     min_group_size: int = 100
@@ -85,6 +86,7 @@ class FairnessPolicy:
     max_rows: int = 100_000
     seed: int = 0
     breach_on: Literal["ci", "estimate"] = "ci"
+    regression_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         if self.min_group_size < 1:
@@ -810,3 +812,28 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _plain(value.item())
     return value
+
+
+def regressions(
+    current: FairnessResult, reference: FairnessResult | None, tolerance: float
+) -> list[tuple[Disparity, float | None]]:
+    """The breached disparities of `current` that are worse than on `reference` (the
+    model's own holdout, as it was approved) by more than `tolerance`, each with the
+    reference value (None where the reference has none: then the breach counts). A model
+    that was already this far from parity when it was trained does not alarm every day;
+    one that moves further does."""
+    baseline = (
+        {}
+        if reference is None
+        else {(d.metric, d.attributes): d.value for d in reference.disparities}
+    )
+    found = []
+    for disparity in current.breaches:
+        before = baseline.get((disparity.metric, disparity.attributes))
+        if before is None:
+            found.append((disparity, None))
+            continue
+        worse = disparity.value - before if disparity.upper_bound else before - disparity.value
+        if worse > tolerance:
+            found.append((disparity, before))
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -21,6 +22,13 @@ from reports import (
     decide,
     render_html,
     render_json,
+)
+from reports.fairness import (
+    Disparity,
+    FairnessPolicy,
+    FairnessResult,
+    assess_fairness,
+    regressions,
 )
 from reports.policy import DayAssessment, RetrainPolicy, Verdict, decide_with_memory
 from tasks import step
@@ -90,6 +98,57 @@ def assess_drift(
         max_rows=max_rows,
     )
     return result, decide(result, policy, score_column="score")
+
+
+@dataclass(frozen=True)
+class BiasAssessment:
+    """Fairness of the day, of the model's reference (its holdout), and the breaches that
+    are regressions from the reference: the ones the retrain policy counts."""
+
+    day: FairnessResult
+    reference: FairnessResult | None
+    regressed: tuple[tuple[Disparity, float | None], ...]
+
+    def breach_lines(self) -> tuple[str, ...]:
+        lines = []
+        for d, before in self.regressed:
+            side = "above" if d.upper_bound else "below"
+            was = "no baseline" if before is None else f"holdout {before:.3f}"
+            lines.append(f"{d.metric} of {d.column} {d.value:.3f} ({side} {d.threshold:g}; {was})")
+        return tuple(lines)
+
+
+@step
+def assess_bias(
+    day: pd.DataFrame, reference: pd.DataFrame, dataset: Dataset, policy: FairnessPolicy
+) -> BiasAssessment | None:
+    """Fairness over the protected attributes and their pairs on the day and on the
+    model's reference (None when the dataset declares no protected attribute)."""
+    protected = dataset.roles.protected
+    if not protected:
+        return None
+    result = assess_fairness(day, protected, policy)
+    baseline = None
+    with_protected = dataset.derive_protected(reference)
+    if set(protected) <= set(with_protected.columns):
+        baseline = assess_fairness(with_protected, protected, replace(policy, n_boot=0))
+    found = regressions(result, baseline, policy.regression_tolerance)
+    return BiasAssessment(result, baseline, tuple(found))
+
+
+def fairness_summary(bias: BiasAssessment | None) -> list[str]:
+    """A few lines for the artifact: how many disparities breach, and the regressions."""
+    if bias is None:
+        return ["no protected attribute declared"]
+    result = bias.day
+    labels = "with labels" if result.labels_present else "labels not known yet"
+    return [
+        f"{len(result.groupings)} groupings, {len(result.groups)} groups ({labels}): "
+        f"{len(result.breaches)} disparities beyond their thresholds, "
+        f"{len(bias.regressed)} of them worse than on the model's holdout by more than "
+        f"{result.policy.regression_tolerance:g}",
+        *bias.breach_lines(),
+    ]
 
 
 def report_folder(reports_uri: str, dataset: str, ds: str) -> str:

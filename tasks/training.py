@@ -96,7 +96,8 @@ def train_classifier(
     """A booster trained on labelled rows of `frame`, evaluated on a seeded 20% holdout.
 
     The reference window drift is measured against is the holdout with the model's score:
-    out-of-sample, so an unseen day from the same population does not look drifted.
+    out-of-sample, so an unseen day from the same population does not look drifted. It
+    carries the labels and protected attributes too: the fairness baseline of the model.
     """
     labelled = frame[frame[roles.target].notna()].reset_index(drop=True)
     y = labels_of(labelled, roles)
@@ -116,8 +117,10 @@ def train_classifier(
     booster = xgb.train(params, train, num_boost_round=rounds)
     scores = booster.predict(xgb.DMatrix(X, feature_names=list(spec.names)))
     metrics = _holdout_metrics(y[holdout], scores[holdout])
-    reference = labelled.loc[holdout, list(spec.names)].copy()
+    protected = [c for c in roles.protected if c in labelled.columns and c not in spec.names]
+    reference = labelled.loc[holdout, [*spec.names, *protected]].copy()
     reference["score"] = scores[holdout]
+    reference["label"] = y[holdout]
     if len(reference) > REFERENCE_ROWS:
         reference = reference.sample(REFERENCE_ROWS, random_state=seed)
     return TrainedModel(
