@@ -3,6 +3,7 @@ workers, exactly once through worker deaths and concurrent runs, on any schedule
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
 import subprocess
@@ -153,8 +154,14 @@ def test_two_runs_of_one_day_at_once_converge_to_one_slice(scored_day, dask_addr
     settings, frame, card, _ = scored_day
     run = settings.model_copy(update={"dask_address": dask_address, "shard_rows": 4096})
     results: list = []
+    # each thread runs in a copy of this context: Prefect's settings (the session's API URL)
+    # live in a context variable, which a new thread would not inherit
     threads = [
-        threading.Thread(target=lambda: results.append(_score_or_error(run))) for _ in range(2)
+        threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(lambda: results.append(_score_or_error(run)),),
+        )
+        for _ in range(2)
     ]
     for thread in threads:
         thread.start()
