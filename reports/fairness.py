@@ -816,24 +816,34 @@ def _plain(value: Any) -> Any:
 
 def regressions(
     current: FairnessResult, reference: FairnessResult | None, tolerance: float
-) -> list[tuple[Disparity, float | None]]:
+) -> list[tuple[Disparity, float]]:
     """The breached disparities of `current` that are worse than on `reference` (the
     model's own holdout, as it was approved) by more than `tolerance`, each with the
-    reference value (None where the reference has none: then the breach counts). A model
-    that was already this far from parity when it was trained does not alarm every day;
-    one that moves further does."""
+    reference value. Both are estimates: a breach counts only when the day's interval bound
+    nearest parity is worse than the reference's bound farthest from it by more than
+    `tolerance` (estimates where there is no interval). A breach the reference has no value
+    for, or compares fewer groups for (a holdout too small for some of them), is reported
+    by the day's fairness, not counted here. So a model that was already
+    this far from parity when it was trained does not alarm every day; one that moves
+    further does."""
     baseline = (
-        {}
-        if reference is None
-        else {(d.metric, d.attributes): d.value for d in reference.disparities}
+        {} if reference is None else {(d.metric, d.attributes): d for d in reference.disparities}
     )
     found = []
-    for disparity in current.breaches:
-        before = baseline.get((disparity.metric, disparity.attributes))
-        if before is None:
-            found.append((disparity, None))
+    for day in current.breaches:
+        before = baseline.get((day.metric, day.attributes))
+        if before is None or before.value is None or day.value is None:
             continue
-        worse = disparity.value - before if disparity.upper_bound else before - disparity.value
+        if before.compared < day.compared:  # the holdout was too small for some groups
+            continue
+        if day.upper_bound:
+            worse = _or(day.ci_low, day.value) - _or(before.ci_high, before.value)
+        else:
+            worse = _or(before.ci_low, before.value) - _or(day.ci_high, day.value)
         if worse > tolerance:
-            found.append((disparity, before))
+            found.append((day, before.value))
     return found
+
+
+def _or(bound: float | None, estimate: float) -> float:
+    return estimate if bound is None else bound

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -107,14 +107,16 @@ class BiasAssessment:
 
     day: FairnessResult
     reference: FairnessResult | None
-    regressed: tuple[tuple[Disparity, float | None], ...]
+    regressed: tuple[tuple[Disparity, float], ...]
 
     def breach_lines(self) -> tuple[str, ...]:
         lines = []
         for d, before in self.regressed:
             side = "above" if d.upper_bound else "below"
-            was = "no baseline" if before is None else f"holdout {before:.3f}"
-            lines.append(f"{d.metric} of {d.column} {d.value:.3f} ({side} {d.threshold:g}; {was})")
+            lines.append(
+                f"{d.metric} of {d.column} {d.value:.3f} ({side} {d.threshold:g}; "
+                f"holdout {before:.3f})"
+            )
         return tuple(lines)
 
 
@@ -131,7 +133,7 @@ def assess_bias(
     baseline = None
     with_protected = dataset.derive_protected(reference)
     if set(protected) <= set(with_protected.columns):
-        baseline = assess_fairness(with_protected, protected, replace(policy, n_boot=0))
+        baseline = assess_fairness(with_protected, protected, policy)
     found = regressions(result, baseline, policy.regression_tolerance)
     return BiasAssessment(result, baseline, tuple(found))
 

@@ -370,7 +370,7 @@ def test_empty_inputs():
 def test_only_breaches_worse_than_the_models_holdout_count_as_regressions():
     from reports.fairness import regressions
 
-    policy = FairnessPolicy(n_boot=0)
+    policy = FairnessPolicy(n_boot=50)
     as_trained = assess_fairness(make_frame(seed=5, bias=0.3), ["sex", "race"], policy)
     worse = assess_fairness(make_frame(seed=6, bias=0.6), ["sex", "race"], policy)
     assert worse.breaches
@@ -378,4 +378,4 @@ def test_only_breaches_worse_than_the_models_holdout_count_as_regressions():
     regressed = regressions(worse, as_trained, 0.05)
     assert regressed and all(before is not None for _, before in regressed)
     assert {d.attributes for d, _ in regressed} <= {("race",), ("sex", "race")}
-    assert [d for d, _ in regressions(worse, None, 0.05)] == list(worse.breaches)
+    assert regressions(worse, None, 0.05) == []  # no baseline: reported, not counted
