@@ -15,6 +15,7 @@ from tasks.lake import Lake
 from tasks.model_store import ModelStore
 from tasks.profiles import (
     HISTOGRAMS_SCHEMA,
+    TAIL_QUANTILES,
     load_day_histograms,
     numeric_edges,
 )
@@ -56,9 +57,9 @@ def test_the_profile_covers_the_model_inputs_then_the_score(trained):
 def test_numeric_edges_give_a_point_mass_its_own_bin():
     rng = np.random.default_rng(0)
     smooth = rng.normal(size=10_000).astype(np.float32)
-    np.testing.assert_array_equal(
-        numeric_edges(smooth, 10), quantile_edges(smooth.reshape(-1, 1), 10)[0]
-    )
+    deciles = quantile_edges(smooth.reshape(-1, 1), 10)[0]
+    tails = np.quantile(smooth.astype(np.float64), TAIL_QUANTILES).astype(np.float32)
+    np.testing.assert_array_equal(numeric_edges(smooth, 10), np.union1d(deciles, tails))
     spiky = np.where(rng.random(10_000) < 0.9, 0.0, rng.exponential(100, 10_000))
     spiky = np.append(spiky, [np.nan, np.inf]).astype(np.float32)
     edges = numeric_edges(spiky, 10)
@@ -121,13 +122,16 @@ def test_a_clean_unseen_day_is_clean_and_planted_drift_is_flagged(store):
         rows = pa.Table.from_pandas(frame, preserve_index=False)
         return score_and_profile_rows(rows, [model], DS, "run", device="cpu")[3]["v1"]
 
-    clean = profile_drift(profile, day(0.0, 7))
+    clean_day = day(0.0, 7)
+    clean = profile_drift(profile, clean_day)
     assert not clean.drifted, [(c.column, round(c.value, 3)) for c in clean.columns]
+    assert not profile_drift(profile, clean_day, HistogramDriftThresholds(numeric="psi")).drifted
     planted = profile_drift(profile, day(1.0, 8))
     flagged = {c.column for c in planted.drifted}
     assert {"age", "workclass", "score"} <= flagged, planted.columns
     assert planted.current_rows == 30_000
-    assert HistogramDriftThresholds().psi == planted.column("age").threshold
+    assert planted.column("age").method == "wasserstein"
+    assert planted.column("age").threshold == HistogramDriftThresholds().wasserstein
 
 
 def _shard(index: int, rows: int, counts: dict[str, np.ndarray] | None) -> ShardScores:
