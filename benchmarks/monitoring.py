@@ -30,7 +30,7 @@ per-column drifted verdict of both on the planted-drift day and on the clean day
 they agree. Evidently's verdicts come from its own tests (normed Wasserstein distance >= 0.1 for
 numeric columns, Jensen-Shannon distance >= 0.1 for categorical ones, at these sizes); ours
 from the same statistics computed on the merged histograms (`HistogramDriftThresholds`
-defaults: normed Wasserstein >= 0.1, Jensen-Shannon >= 0.1), with PSI (>= 0.2) shown beside.
+defaults: normed Wasserstein >= 0.1, Jensen-Shannon >= 0.1).
 """
 
 from __future__ import annotations
