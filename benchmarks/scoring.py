@@ -39,6 +39,13 @@ Measured:
 
 Targets (issue #4): overhead under 15% at 10M rows; scaling 1 -> 2 workers at 10M rows >= 1.7x.
 
+Full-data drift (issue #10): the champion is stored with its reference profile, so the score step
+also counts the histograms of its features and scores (`--histograms on`, the default: what users
+run). `--histograms off` scores with the same model stored without a profile (no histogram
+pass, as for models trained before profiles); `--histograms both` registers both and alternates
+them run by run on the same warm cluster, reporting the histogram pass's share of the score
+step (target < 10% at 10M rows). `--kernel-repeats 0` skips K (the kernel-only timings).
+
 A breakdown per run (from the ledger's per-shard seconds and the Prefect API's task runs) says
 where the time goes: the span of the shard phase, the sum of in-task seconds (read + kernels +
 predictions table), the Delta commit, and the rest (Prefect flow/task orchestration, driver).
@@ -59,7 +66,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +96,13 @@ class Case:
     kernel: float = 0.0  # K: single-thread kernel seconds for all rows (see the docstring)
     parallel_kernel: float = 0.0  # K_w: the kernels alone on `workers` processes at once
     breakdown: dict[str, float] = field(default_factory=dict)
+    walls_off: list[float] = field(default_factory=list)  # --histograms both: without them
+
+    @property
+    def histogram_overhead(self) -> float:
+        """(with - without) / without, medians of the alternated runs."""
+        without = statistics.median(self.walls_off)
+        return (self.wall - without) / without
 
     @property
     def wall(self) -> float:
@@ -293,19 +307,23 @@ def _device_sync(device: str) -> Callable[[], None]:
 
 def stage_profile(settings, version: str, ds: str, rows: int) -> dict[str, float]:
     """Single-thread seconds per stage of scoring all `rows` of `ds` in this process: read,
-    encode, predict, building the predictions table, staging it as a data file (what a
-    worker does with its result), and the driver's commit of the staged files."""
+    encode, predict, the histograms of full-data drift (when the model has a profile),
+    building the predictions table, staging it as a data file (what a worker does with its
+    result), and the driver's commit of the staged files."""
     import numba
 
     from flows.resources import lake_of
     from kernels import predict
     from tasks.features import feature_matrix
     from tasks.lake import Lake
+    from tasks.profiles import HistogramPass
     from tasks.scoring import PREDICTIONS_SCHEMA, cached_forest, plan_shards, read_shard, score_rows
 
     numba.set_num_threads(1)
     model = _model_ref(settings, version)
     card, forest = cached_forest(model)
+    stored_profile = model.store.profile(DATASET, version)
+    histograms = HistogramPass(stored_profile) if stored_profile is not None else None
     spec = card.feature_spec
     columns = sorted({"_row_id", *spec.names})
     lake = lake_of(settings)
@@ -323,7 +341,13 @@ def stage_profile(settings, version: str, ds: str, rows: int) -> dict[str, float
         out["read"] += seconds
         seconds, X = _timed(lambda t=table: feature_matrix(t, spec))
         out["encode"] += seconds
-        out["predict"] += _timed(lambda x=X: predict(forest, x, output="probability"))[0]
+        seconds, probability = _timed(lambda x=X: predict(forest, x, output="probability"))
+        out["predict"] += seconds
+        if histograms is not None:
+            out["histograms"] = (
+                out.get("histograms", 0.0)
+                + _timed(lambda x=X, p=probability: histograms.measure(x, p, "cpu"))[0]
+            )
         seconds, (predictions, _, _) = _timed(
             lambda t=table: score_rows(t, [model], ds, "0" * 32, "cpu", settings.score_batch_rows)
         )
@@ -365,14 +389,14 @@ def warm_workers(address: str, settings, version: str, device: str) -> float:
     def warm() -> None:
         import pyarrow as pa
 
-        from tasks.scoring import _match_worker_threads, cached_forest, score_rows
+        from tasks.scoring import _match_worker_threads, cached_forest, score_and_profile_rows
 
         _quiet_numba()
         _match_worker_threads()
         card, _ = cached_forest(model)
         names = card.feature_spec.names
         table = pa.table({name: pa.nulls(64) for name in names} | {"_row_id": ["w"] * 64})
-        score_rows(table, [model], "2000-01-01", "warm", device, 64)
+        score_and_profile_rows(table, [model], "2000-01-01", "warm", device, 64)
 
     with Client(address) as client:
         return _timed(lambda: client.run(warm))[0]
@@ -466,6 +490,7 @@ def _clusters(workers: Sequence[int], gpu: bool, no_cpu: bool) -> list[tuple[int
 
 def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None]:
     from deployments.server import ensure_prefect_api, stop_server
+    from flows.resources import model_store_of
     from flows.settings import Settings
     from kernels import gpu_available
     from tasks.cluster import ClusterSpec, local_cluster
@@ -478,10 +503,17 @@ def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None
     settings = Settings(
         home=home, lake_row_group_rows=args.row_group_rows, score_batch_rows=args.batch_rows
     )
+    store = model_store_of(settings)
     try:
         seconds, trained = _timed(lambda: trained_model(args.trees, args.depth))
-        version = register_champion(settings, trained)
-        _log(f"model {version}: {args.trees} trees, depth {args.depth} (ready in {seconds:.0f}s)")
+        versions = {}
+        if args.histograms in ("on", "both"):
+            versions["on"] = register_champion(settings, trained)
+        if args.histograms in ("off", "both"):
+            versions["off"] = register_champion(settings, replace(trained, profile=None))
+        version = next(iter(versions.values()))
+        _log(f"model {versions}: {args.trees} trees, depth {args.depth} "
+             f"(ready in {seconds:.0f}s)")  # fmt: skip
         days = {rows: (date(2024, 3, 1) + timedelta(days=i)).isoformat() for i, rows in
                 enumerate(args.rows)}  # fmt: skip
         for rows, ds in days.items():
@@ -500,7 +532,7 @@ def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None
             spec = ClusterSpec(workers=workers or None, device="auto" if device == "gpu" else "cpu")
             _log(f"cluster: {workers or 'one per GPU'} {device} workers; {_load()}")
             with local_cluster(spec) as address:
-                warm = warm_workers(address, settings, version, device)
+                warm = sum(warm_workers(address, settings, v, device) for v in versions.values())
                 _log(f"  workers warmed in {warm:.1f}s (model load + kernel compile/cache load)")
                 for rows, ds in days.items():
                     for shard_rows in args.shard_rows:
@@ -510,12 +542,23 @@ def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None
                         )  # fmt: skip
                         case = Case(rows, workers or 1, device, shard_rows)
                         for _ in range(args.repeats):
-                            seconds, run_id = run_score(run, ds)
-                            case.walls.append(seconds)
-                            _log(f"  {rows:,} rows, shards of {shard_rows:,}: {seconds:.2f}s")
+                            for mode, champion in versions.items():
+                                if len(versions) > 1:
+                                    store.set_alias(DATASET, "champion", champion)
+                                seconds, run_id = run_score(run, ds)
+                                off = mode == "off" and len(versions) > 1
+                                (case.walls_off if off else case.walls).append(seconds)
+                                _log(f"  {rows:,} rows, shards of {shard_rows:,}, histograms "
+                                     f"{mode}: {seconds:.2f}s")  # fmt: skip
+                        if len(versions) > 1:
+                            store.set_alias(DATASET, "champion", versions["on"])
+                            run_id = run_score(run, ds)[1]  # the breakdown's run: with them
                         case.breakdown = run_breakdown(run, ds, run_id, seconds)
                         case.shards = _shards_run(run, ds)
                         key = (rows, device, shard_rows)
+                        if args.kernel_repeats == 0:
+                            cases.append(case)
+                            continue
                         if key not in kernels:
                             kernels[key] = kernel_seconds(
                                 run, version, ds, shard_rows, device, args.kernel_repeats
@@ -619,7 +662,8 @@ def breakdown_table(cases: list[Case]) -> str:
 
 def profile_table(profile: dict[str, float]) -> str:
     rows = profile["rows"]
-    stages = ["read", "encode", "predict", "predictions_table", "stage", "commit"]
+    stages = ["read", "encode", "predict", "histograms", "predictions_table", "stage", "commit"]
+    stages = [stage for stage in stages if stage in profile]
     total = sum(profile[s] for s in stages)
     lines = [
         f"Single-thread stage profile, {rows:,} rows in this process:",
@@ -634,10 +678,46 @@ def profile_table(profile: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+HISTOGRAM_TARGET = 0.10
+
+
+def histogram_table(cases: list[Case]) -> list[str]:
+    """The histogram pass's share of the score step (`--histograms both`)."""
+    both = [c for c in cases if c.walls_off]
+    if not both:
+        return []
+    lines = [
+        "",
+        "Full-data drift: the same score step with the champion stored with its reference "
+        "profile (histograms of its features and scores counted in the scoring pass) and "
+        "without (same model), alternated run by run on the same warm cluster; medians:",
+        "",
+        "| rows | workers | device | shard rows | with histograms s | without s | overhead |",
+        "|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for c in both:
+        lines.append(
+            f"| {c.rows:,} | {c.workers} | {c.device} | {c.shard_rows:,} | {c.wall:.2f} | "
+            f"{statistics.median(c.walls_off):.2f} | {c.histogram_overhead:+.1%} |"
+        )
+    at = max(c.rows for c in both)
+    for c in (c for c in both if c.rows == at):
+        ok = c.histogram_overhead < HISTOGRAM_TARGET
+        lines.append(
+            f"- histogram overhead at {at:,} rows, {c.workers} {c.device} worker(s): "
+            f"{c.histogram_overhead:+.1%} (target < {HISTOGRAM_TARGET:.0%}): "
+            f"{'PASS' if ok else 'FAIL'}"
+            + ("" if at == TARGET_ROWS else f" (the target is defined at {TARGET_ROWS:,} rows)")
+        )
+    return lines
+
+
 def verdicts(cases: list[Case]) -> list[str]:
     cpu = [c for c in cases if c.device == "cpu"]
     if not cpu:
         return ["targets: no CPU runs"]
+    if not any(c.kernel for c in cpu):
+        return ["- overhead and scaling: K not measured (--kernel-repeats 0)"]
     at = TARGET_ROWS if any(c.rows == TARGET_ROWS for c in cpu) else max(c.rows for c in cpu)
     note = "" if at == TARGET_ROWS else f" (targets are defined at {TARGET_ROWS:,} rows)"
     out = []
@@ -702,6 +782,7 @@ def report(args: argparse.Namespace, cases: list[Case], profile: dict | None) ->
         "",
         "Targets:",
         *verdicts(cases),
+        *histogram_table(cases),
     ]
     if profile:
         lines += ["", profile_table(profile)]
@@ -721,7 +802,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trees", type=int, help="trees in the model (default 500)")
     parser.add_argument("--depth", type=int, default=8)
     parser.add_argument("--repeats", type=int, help="timed flow runs per case (default 3)")
-    parser.add_argument("--kernel-repeats", type=int, default=3, help="passes for K")
+    parser.add_argument("--kernel-repeats", type=int, default=3, help="passes for K (0: skip)")
+    parser.add_argument(
+        "--histograms",
+        choices=["on", "off", "both"],
+        default="on",
+        help="score with the champion's reference profile (on), without (off), or alternate",
+    )
     parser.add_argument("--quick", action="store_true", help="200k rows, 100 trees, 1 run")
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU even if present")
     parser.add_argument("--no-cpu", action="store_true", help="GPU cluster only")
@@ -741,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     args.shard_rows = args.shard_rows or [1_000_000]
     args.trees = args.trees or 500
     args.repeats = max(1, args.repeats or 3)
-    args.kernel_repeats = max(1, args.kernel_repeats)
+    args.kernel_repeats = max(0, args.kernel_repeats)
     _quiet_numba()
     _log(f"{_load()}")
     cases, profile = bench(args)

@@ -23,6 +23,7 @@ from tasks.ledger import ledger_stage
 from tasks.scoring import (
     ShardProgress,
     clear_staging,
+    commit_histograms,
     commit_predictions,
     plan_shards,
     resolve_models,
@@ -35,7 +36,9 @@ from tasks.scoring import (
 @flow(name="score", flow_run_name="score-{dataset}-{ds}", **RUN_END_HOOKS)
 def score(dataset: str, ds: str) -> dict:
     """Score every silver row of the day with the champion (and any challenger) over the
-    same shards, then commit each model's predictions of the day in one atomic replace."""
+    same shards, then commit each model's predictions of the day in one atomic replace, and
+    the day's merged feature and score histograms of each model that has a reference
+    profile (full-data drift, read by the monitor)."""
     settings = current_settings()
     lake, store, run_id = lake_of(settings), model_store_of(settings), current_run_id()
     options = storage_options_of(settings)
@@ -64,6 +67,7 @@ def score(dataset: str, ds: str) -> dict:
         )
         results = [progress.advance(future.result()) for future in as_completed(futures)]
         entry.delta_versions = commit_predictions(lake, dataset, ds, models, results, run_id)
+        entry.delta_versions |= commit_histograms(lake, dataset, ds, models, results, run_id)
         attempts = clear_staging(staging, options)
         summary = shard_summary(results, attempts, time.perf_counter() - started)
         entry.rows_in = entry.rows_out = summary["rows"]

@@ -26,7 +26,15 @@ from deltalake.transaction import AddAction
 
 from tasks import step
 
-PER_DATASET_TABLES = ("bronze", "rejects", "silver", "quarantine", "predictions", "labels")
+PER_DATASET_TABLES = (
+    "bronze",
+    "rejects",
+    "silver",
+    "quarantine",
+    "predictions",
+    "labels",
+    "histograms",
+)
 SHARED_TABLES = ("metrics", "ledger")
 RUN_ID_KEY = "tidewater.run_id"
 TXN_KEY = "tidewater.txn"

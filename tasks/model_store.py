@@ -3,7 +3,8 @@
 Layout under the store root (a local folder or any fsspec URI):
 `{dataset}/{version}/model.json` (XGBoost JSON), `card.json` (features, training data
 version, metrics, checksum), `reference.parquet` (the reference window drift is measured
-against), and `{dataset}/aliases.json` naming the champion (and later a challenger).
+against), `profile.json` (the reference profile of full-data drift; absent for older
+models), and `{dataset}/aliases.json` naming the champion (and later a challenger).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 
+from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec
 
@@ -83,9 +85,14 @@ class ModelStore:
         return f"v{last + 1}"
 
     def save(
-        self, card_fields: dict[str, Any], model_json: bytes, reference: pd.DataFrame
+        self,
+        card_fields: dict[str, Any],
+        model_json: bytes,
+        reference: pd.DataFrame,
+        profile: ReferenceProfile | None = None,
     ) -> ModelCard:
-        """Store a new version; the card records the model's checksum. Returns the card."""
+        """Store a new version (with its reference `profile` when given); the card records
+        the model's checksum. Returns the card."""
         dataset = card_fields["dataset"]
         version = self.next_version(dataset)
         card = ModelCard(**card_fields, version=version, checksum=checksum(model_json))
@@ -94,6 +101,8 @@ class ModelStore:
         buffer = io.BytesIO()
         reference.to_parquet(buffer, index=False)
         fs.pipe_file(f"{folder}/reference.parquet", buffer.getvalue())
+        if profile is not None:
+            fs.pipe_file(f"{folder}/profile.json", json.dumps(profile.to_json()).encode())
         fs.pipe_file(f"{folder}/model.json", model_json)
         # The card goes last: a version without a card is incomplete and never loaded.
         fs.pipe_file(f"{folder}/card.json", json.dumps(asdict(card), indent=2).encode())
@@ -120,6 +129,14 @@ class ModelStore:
     def reference(self, dataset: str, version: str) -> pd.DataFrame:
         fs, path = self._locate(dataset, version, "reference.parquet")
         return pd.read_parquet(io.BytesIO(fs.cat_file(path)))
+
+    def profile(self, dataset: str, version: str) -> ReferenceProfile | None:
+        """The version's reference profile for full-data drift; None for a model stored
+        without one (older versions)."""
+        fs, path = self._locate(dataset, version, "profile.json")
+        if not fs.exists(path):
+            return None
+        return ReferenceProfile.from_json(json.loads(fs.cat_file(path)))
 
     def aliases(self, dataset: str) -> dict[str, str]:
         fs, path = self._locate(dataset, "aliases.json")

@@ -18,10 +18,17 @@ import pyarrow.parquet as pq
 
 from kernels import Forest, compile_forest, predict
 from kernels.device import resolve
+from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix
 from tasks.lake import Lake, StagedFile
 from tasks.model_store import ModelCard, ModelStore
+from tasks.profiles import (
+    HistogramPass,
+    check_profile_matches,
+    merge_histograms,
+    write_day_histograms,
+)
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -77,6 +84,9 @@ class ShardScores:
     files: dict[str, StagedFile] = field(repr=False)
     cpu_seconds: float = 0.0
     worker_peak_memory_bytes: int = 0
+    histograms: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    """Per model version that has a reference profile: counts per profile column of this
+    shard's rows (features and score), to be merged on the driver."""
 
 
 @step(retries=2)
@@ -141,6 +151,7 @@ def read_shard(
 
 
 _FORESTS: dict[tuple, tuple[ModelCard, Forest]] = {}
+_PROFILES: dict[tuple, ReferenceProfile | None] = {}
 
 
 def cached_forest(model: ModelRef) -> tuple[ModelCard, Forest]:
@@ -155,6 +166,18 @@ def cached_forest(model: ModelRef) -> tuple[ModelCard, Forest]:
     return _FORESTS[key]
 
 
+def cached_profile(model: ModelRef) -> ReferenceProfile | None:
+    """The model's reference profile (None when stored without one), loaded once per worker
+    process and checked against the model's features."""
+    key = (model.store.root, model.dataset, model.version)
+    if key not in _PROFILES:
+        profile = model.store.profile(model.dataset, model.version)
+        if profile is not None:
+            check_profile_matches(profile, cached_forest(model)[0].feature_spec)
+        _PROFILES[key] = profile
+    return _PROFILES[key]
+
+
 def _is_gpu_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
 
@@ -166,11 +189,13 @@ def predict_in_batches(
     device: str,
     batch_rows: int,
     min_batch_rows: int = 1024,
+    histograms: HistogramPass | None = None,
 ) -> tuple[np.ndarray, str, list[str]]:
     """Positive-class probabilities of every row, batch by batch, on `device` ("auto" picks
     the GPU when the worker has one). A GPU out-of-memory error halves the batch; below
     `min_batch_rows` the rest falls back to the CPU twin. Returns the scores, the device
-    that finished, and what happened on the way."""
+    that finished, and what happened on the way. `histograms`, when given, also counts each
+    batch's feature matrix and scores on the same device (once per row, retries included)."""
     backend = resolve(device, prefer_gpu=True)
     scores = np.empty(rows.num_rows, dtype=np.float32)
     events: list[str] = []
@@ -180,6 +205,7 @@ def predict_in_batches(
         try:
             X = feature_matrix(batch, spec, device=backend)
             probability = predict(forest, X, device=backend, output="probability")
+            measured = histograms.measure(X, probability, backend) if histograms else None
         except Exception as error:
             if backend != "gpu" or not _is_gpu_out_of_memory(error):
                 raise
@@ -191,6 +217,8 @@ def predict_in_batches(
                 events.append("gpu out of memory: fell back to the cpu twin")
             continue
         scores[start : start + batch.num_rows] = _to_host(probability)
+        if measured is not None:
+            histograms.add(measured)
         start += batch.num_rows
     return scores, backend, events
 
@@ -208,13 +236,34 @@ def score_rows(
     batch_rows: int = 1 << 20,
 ) -> tuple[dict[str, pa.Table], str, list[str]]:
     """Each model's predictions for `rows` (one row per input row), by model version."""
-    outputs, used, events = {}, "cpu", []
+    outputs, used, events, _ = score_and_profile_rows(
+        rows, models, ds, run_id, device, batch_rows, histograms=False
+    )
+    return outputs, used, events
+
+
+def score_and_profile_rows(
+    rows: pa.Table,
+    models: Sequence[ModelRef],
+    ds: str,
+    run_id: str,
+    device: str = "auto",
+    batch_rows: int = 1 << 20,
+    histograms: bool = True,
+) -> tuple[dict[str, pa.Table], str, list[str], dict[str, dict[str, np.ndarray]]]:
+    """`score_rows`, and in the same pass (when `histograms`) the histograms of every model
+    that has a reference profile: counts per profile column, by model version."""
+    outputs, used, events, counts = {}, "cpu", [], {}
     now = datetime.now(UTC)
     for model in models:
         card, forest = cached_forest(model)
+        profile = cached_profile(model) if histograms else None
+        measured = HistogramPass(profile) if profile is not None else None
         scores, used, happened = predict_in_batches(
-            rows, card.feature_spec, forest, device, batch_rows
+            rows, card.feature_spec, forest, device, batch_rows, histograms=measured
         )
+        if measured is not None:
+            counts[model.version] = measured.result()
         events += [f"{model.version}: {event}" for event in happened]
         n = len(scores)
         outputs[model.version] = pa.Table.from_pydict(
@@ -230,7 +279,7 @@ def score_rows(
             },
             schema=PREDICTIONS_SCHEMA,
         )
-    return outputs, used, events
+    return outputs, used, events, counts
 
 
 def _match_worker_threads() -> None:
@@ -303,7 +352,9 @@ def score_shard(
     """Read one shard (feature columns and `_row_id` only), score it with every model on
     this worker's device, and stage each model's rows as a new data file of the predictions
     table. Nothing is committed here: the driver commits the files of finished shards once,
-    so a shard that runs twice (retry, dead worker) leaves at most an orphan file."""
+    so a shard that runs twice (retry, dead worker) leaves at most an orphan file. For each
+    model with a reference profile, the histograms of its feature matrix and scores come
+    back in the result (computed in the same pass, on the same device)."""
     options = storage_options or {}
     record_attempt(staging_uri, shard, options)
     _match_worker_threads()
@@ -312,7 +363,9 @@ def score_shard(
     columns = sorted({"_row_id", *(name for card in cards for name in card.feature_spec.names)})
     categorical = {name for card in cards for name in card.feature_spec.categorical}
     rows = read_shard(shard, columns, options, sorted(categorical))
-    predictions, device_used, events = score_rows(rows, models, ds, run_id, device, batch_rows)
+    predictions, device_used, events, histograms = score_and_profile_rows(
+        rows, models, ds, run_id, device, batch_rows
+    )
     lake = Lake(lake_root, options)
     files = {
         model.version: lake.stage_file(
@@ -334,6 +387,7 @@ def score_shard(
         files=files,
         cpu_seconds=time.process_time() - cpu_started,
         worker_peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        histograms=histograms,
     )
 
 
@@ -361,6 +415,42 @@ def commit_predictions(
         )
         for model in models
     }
+
+
+@step(retries=2)
+def commit_histograms(
+    lake: Lake,
+    dataset: str,
+    ds: str,
+    models: Sequence[ModelRef],
+    results: Sequence[ShardScores],
+    run_id: str,
+) -> dict[str, int]:
+    """After every shard finished: per model version with a reference profile, the sum of
+    the shards' histograms replaces its (ds, version) slice of the `histograms` table in one
+    commit. Only the finished shards' results are merged, each shard once (a shard that
+    ran twice returned one result), so a retried day converges to the same slice. Returns
+    the versions written."""
+    by_shard = {result.shard: result for result in results}
+    if len(by_shard) != len(results):
+        raise ValueError("two results for one shard: a shard's rows would count twice")
+    written = {}
+    for model in models:
+        profile = model.store.profile(model.dataset, model.version)
+        if profile is None:
+            continue
+        shards = [r.histograms.get(model.version) for r in results]
+        if any(h is None for h in shards):
+            raise ValueError(f"a shard returned no histograms for {model.version}")
+        merged = merge_histograms(profile, shards)
+        rows = sum(r.rows for r in results)
+        bad = {name: int(c.sum()) for name, c in merged.items() if int(c.sum()) != rows}
+        if bad:
+            raise ValueError(f"histograms of {model.version} do not count {rows} rows: {bad}")
+        written[f"histograms@{model.version}"] = write_day_histograms(
+            lake, dataset, ds, model.version, merged, run_id
+        )
+    return written
 
 
 def worker_usage(results: Sequence[ShardScores]) -> dict[str, float | int]:

@@ -13,10 +13,12 @@ import xgboost as xgb
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from datasets import FeatureRoles
+from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix, learn_feature_spec
 from tasks.lake import Lake
 from tasks.model_store import ModelCard, ModelStore
+from tasks.profiles import build_profile
 
 DEFAULT_PARAMS = {
     "objective": "binary:logistic",
@@ -40,6 +42,7 @@ class TrainedModel:
     params: dict
     holdout_labels: np.ndarray
     holdout_scores: np.ndarray
+    profile: ReferenceProfile | None = None
 
     def model_json(self) -> bytes:
         return bytes(self.booster.save_raw(raw_format="json"))
@@ -98,6 +101,8 @@ def train_classifier(
     The reference window drift is measured against is the holdout with the model's score:
     out-of-sample, so an unseen day from the same population does not look drifted. It
     carries the labels and protected attributes too: the fairness baseline of the model.
+    The reference profile of full-data drift takes its bin edges from the training rows
+    (score edges from the holdout scores) and its reference counts from the holdout rows.
     """
     labelled = frame[frame[roles.target].notna()].reset_index(drop=True)
     y = labels_of(labelled, roles)
@@ -131,6 +136,7 @@ def train_classifier(
         params,
         holdout_labels=y[holdout],
         holdout_scores=scores[holdout],
+        profile=build_profile(spec, X[~holdout], X[holdout], scores[holdout]),
     )
 
 
@@ -191,6 +197,7 @@ def register_model(
         },
         trained.model_json(),
         trained.reference,
+        profile=trained.profile,
     )
     if promote:
         store.set_alias(dataset, "champion", card.version)

@@ -26,6 +26,7 @@ from flows.settings import Settings, use_settings
 from tasks.cluster import ClusterSpec, local_cluster
 from tasks.features import feature_matrix
 from tasks.ledger import read_ledger
+from tasks.profiles import load_day_histograms
 from tasks.scoring import ModelRef, score_rows
 from tasks.training import register_model, train_classifier
 from tasks.validation import silver_schema
@@ -148,6 +149,34 @@ def _kill_the_first_worker_to_start_a_shard(settings: Settings, pids: dict[str, 
             return
         time.sleep(0.002)
     raise AssertionError("no shard started within two minutes")
+
+
+def test_the_score_step_leaves_one_histograms_slice_of_every_row(scored_day, dask_address):
+    """Full-data drift from the scoring pass: the day's merged histograms count every row
+    once per column, and re-running the day leaves the same slice (not double counts)."""
+    settings, frame, card, trained = scored_day
+    run = settings.model_copy(update={"dask_address": dask_address, "shard_rows": 4096})
+    lake = lake_of(settings)
+    days = []
+    for _ in range(2):
+        with use_settings(run):
+            score.with_options(task_runner=_runner(dask_address))("adult", DS)
+        days.append(load_day_histograms.fn(lake, "adult", DS, card.version))
+        assert f"histograms@{card.version}" in score_entry(settings)["delta_versions"]
+    first, second = days
+    profile = model_store_of(settings).profile("adult", card.version)
+    assert profile == trained.profile and list(first) == [c.name for c in profile.columns]
+    assert {name: int(counts.sum()) for name, counts in first.items()} == dict.fromkeys(
+        first, len(frame)
+    )
+    assert all(np.array_equal(first[name], second[name]) for name in first)
+    table = lake.read("histograms", "adult", where={"ds": DS}).to_pandas()
+    assert len(table) == len(profile.columns) and (table["rows"] == len(frame)).all()
+    # the score histogram is that of the committed predictions
+    scored = predictions(settings)["score"].to_numpy(dtype=np.float32)
+    edges = profile.score.edges
+    bins = np.searchsorted(edges, scored, side="right")
+    np.testing.assert_array_equal(first["score"][:-1], np.bincount(bins, minlength=edges.size + 1))
 
 
 def test_two_runs_of_one_day_at_once_converge_to_one_slice(scored_day, dask_address):

@@ -108,3 +108,53 @@ def test_drift_statistics() -> None:
     assert ((js > 0.2) & (js <= 1.0)).all()
     disjoint = jensen_shannon(np.array([[5, 0]]), np.array([[0, 5]]))
     np.testing.assert_allclose(disjoint, 1.0)
+
+
+_special = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_rows=st.integers(0, 2000),
+    n_numeric=st.integers(0, 4),
+    n_categories=st.lists(st.integers(1, 12), min_size=0, max_size=3),
+    n_bins=st.integers(1, 30),
+    cuts=st.lists(st.floats(0, 1), max_size=6),
+    specials=st.lists(_special, max_size=20),
+)
+def test_merged_shard_histograms_equal_one_histogram_over_all_rows(
+    device, seed, n_rows, n_numeric, n_categories, n_bins, cuts, specials
+) -> None:
+    """Any split of the rows into shards (empty ones included), NaN and ±inf anywhere,
+    category codes (unknown = NaN) beside numeric features: the shards' counts add up to
+    the histogram of all rows."""
+    if n_numeric + len(n_categories) == 0:
+        n_numeric = 1
+    rng = np.random.default_rng(seed)
+    numeric = rng.standard_t(3, size=(n_rows, n_numeric)).astype(np.float32)
+    codes = [rng.integers(0, n, n_rows).astype(np.float32) for n in n_categories]
+    X = np.column_stack([numeric, *codes]) if codes else numeric
+    X = X.reshape(n_rows, n_numeric + len(n_categories)).astype(np.float32)
+    if n_rows and specials:
+        X.flat[rng.integers(0, X.size, len(specials))] = np.array(specials, np.float32)
+    edges = quantile_edges(X[:, :n_numeric], n_bins) if n_numeric else []
+    edges += [category_edges(n) for n in n_categories]
+    bounds = sorted({0, n_rows, *(int(c * n_rows) for c in cuts)})
+    whole = histogram(X, edges, device="cpu")
+    shards = [
+        histogram(_on(device, X[a:b]), edges, device=device)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    merged = sum(shards, np.zeros_like(whole))
+    np.testing.assert_array_equal(merged, whole)
+    np.testing.assert_array_equal(whole, reference_histogram(X, edges))
+    assert (whole.sum(axis=1) == n_rows).all()
+
+
+def _on(device: str, X: np.ndarray):
+    if device == "gpu":
+        import cupy
+
+        return cupy.asarray(X)
+    return X
