@@ -19,6 +19,7 @@ from flows.settings import current_settings
 from reports import (
     DriftPolicy,
     artifact_key,
+    decide,
     drift_metric_rows,
     emit_breach_event,
     fairness_html,
@@ -37,6 +38,7 @@ from tasks.monitoring import (
     decide_day,
     decision_metric_rows,
     fairness_summary,
+    full_data_drift,
     load_scored_day,
     metrics_history,
     recorded_assessments,
@@ -62,7 +64,8 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
     policy = DriftPolicy(retrain_share=settings.drift_retrain_share)
     with ledger_stage(lake, dataset, ds, "monitor", run_id) as entry:
         spec = get_dataset(dataset)
-        reference = load_reference(model_store_of(settings), dataset, model_version)
+        store = model_store_of(settings)
+        reference = load_reference(store, dataset, model_version)
         current = load_scored_day(lake, spec, ds, model_version)
         entry.rows_in = len(current)
         entry.model_version = model_version
@@ -70,9 +73,13 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
             entry.verdict = "no-data"
             entry.details = {"reasons": ["no silver rows to compare on this day"]}
             return {"verdict": "no-data", "report": None, "reasons": entry.details["reasons"]}
-        result, drift = assess_drift(
+        sample, sample_drift = assess_drift(
             reference, current, spec.roles, policy, settings.monitor_max_rows
         )
+        # the verdict is the full-data drift's (every row, from the score step's histograms);
+        # Evidently's report of a sample is the readable one (models without a profile: both)
+        result = full_data_drift(lake, store, dataset, ds, model_version) or sample
+        drift = decide(result, policy)
         bias = assess_bias(current, reference, spec, settings.fairness_policy_for(dataset))
         breaches = bias.breach_lines() if bias else ()
         today = DayAssessment(ds=ds, drift=drift.verdict, bias_breaches=breaches)
@@ -82,7 +89,9 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         else:
             today = decide_day(lake, dataset, today, settings.retrain_policy_for(dataset))
         reasons = [*today.reasons, *drift.reasons]
-        evidently = save_drift_report(settings.reports_uri, dataset, ds, result, drift, options)
+        evidently = save_drift_report(
+            settings.reports_uri, dataset, ds, sample, sample_drift, options
+        )
         quality = quality_metric_rows(
             dataset, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
         )
@@ -113,6 +122,8 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
                 "model_version": model_version,
                 "decision": asdict(today),
                 "drift": [asdict(column) for column in result.columns],
+                "drift_rows": {"current": result.current_rows, "reference": result.reference_rows},
+                "evidently_sample_rows": sample.current_rows,
                 "quality": quality_values,
                 "fairness": bias.day.to_json() if bias else None,
                 "evidently_report": evidently["html"],

@@ -31,9 +31,12 @@ from reports.fairness import (
     regressions,
 )
 from reports.policy import DayAssessment, RetrainPolicy, Verdict, decide_with_memory
+from reports.profile import profile_drift
 from tasks import step
 from tasks.labels import attach_labels, known_labels
 from tasks.lake import Lake
+from tasks.model_store import ModelStore
+from tasks.profiles import load_day_histograms
 from tasks.training import labels_of
 
 METRICS_SCHEMA = pa.schema(
@@ -98,6 +101,20 @@ def assess_drift(
         max_rows=max_rows,
     )
     return result, decide(result, policy, score_column="score")
+
+
+@step(retries=2)
+def full_data_drift(
+    lake: Lake, store: ModelStore, dataset: str, ds: str, model_version: str
+) -> DriftResult | None:
+    """Drift of every scored row of the day from the model's reference profile, from the
+    histograms the score step counted; None for a model without a profile or a day the
+    score step counted none for."""
+    profile = store.profile(dataset, model_version)
+    histograms = load_day_histograms(lake, dataset, ds, model_version)
+    if profile is None or histograms is None:
+        return None
+    return profile_drift(profile, histograms)
 
 
 @dataclass(frozen=True)
