@@ -5,7 +5,6 @@ when a GPU path is used, so this package imports without it.
 """
 
 from kernels.device import gpu_available
-from kernels.drift import jensen_shannon, psi
 from kernels.encode import build_lookup, encode
 from kernels.forest_compiler import UnsupportedModelError, compile_forest
 from kernels.forest_model import Forest, ForestFormatError
@@ -22,8 +21,6 @@ __all__ = [
     "encode",
     "gpu_available",
     "histogram",
-    "jensen_shannon",
     "predict",
-    "psi",
     "quantile_edges",
 ]
