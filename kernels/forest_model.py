@@ -352,3 +352,56 @@ def _build_gpu_nodes(forest: Forest) -> np.ndarray:
     table[:, 2] = forest.left_child.astype(np.uint32)
     table[:, 3] = forest.leaf_value.view(np.uint32)
     return table
+
+
+# Order-preserving uint32 keys of float32 values: x < y <=> key(x) < key(y) for non-NaN x, y
+# (-0.0 and +0.0 share a key); every NaN gets NAN_KEY, above the key of +inf.
+NAN_KEY = 0xFFFFFFFF
+
+
+def float_keys(values: np.ndarray) -> np.ndarray:
+    """`key(x)` of float32 `values` as uint32 (the mapping the key walk compares)."""
+    x = np.asarray(values, np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+    b = x.view(np.uint32).astype(np.uint64)
+    key = np.where(b >> np.uint64(31), ~b & np.uint64(0xFFFFFFFF), b | np.uint64(0x80000000))
+    return np.where(np.isnan(x), np.uint64(NAN_KEY), key).astype(np.uint32)
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """The CPU twin's default layout: integer keys, one 16-byte record per node.
+
+    used_features: int64 (n_used,) the input columns the model reads; a block of rows is copied
+        as keys into a lane-interleaved buffer `keys[group][used feature][lane]` (8 lanes)
+    nodes: uint64 (2 * n_nodes,), per node two words:
+        word 0: bits 0-31 A = key(threshold), bits 32-63 B; a row goes right iff
+            (key(x) - A) mod 2**64 < B, with B = NAN_KEY - A (missing goes left) or
+            NAN_KEY - A + 1 (missing goes right); a leaf has B = 0 and A = its value's bits
+        word 1: bits 0-31 used-feature index * 8, bits 32-63 local left child * 2 (so that
+            `2 * tree_offset + child` indexes word 0 of the child)
+    """
+
+    used_features: np.ndarray
+    nodes: np.ndarray
+
+
+def key_layout(forest: Forest) -> KeyLayout:
+    """The key layout of `forest` (built once per forest)."""
+    return forest.cached("keys", _build_keys)
+
+
+def _build_keys(forest: Forest) -> KeyLayout:
+    split = forest.feature >= 0
+    used = np.unique(forest.feature[split]).astype(np.int64)
+    remap = np.zeros(max(forest.n_features, 1), np.int64)
+    remap[used] = np.arange(used.shape[0])
+    a = float_keys(np.where(split, forest.threshold, np.float32(0))).astype(np.uint64)
+    span = np.uint64(NAN_KEY) - a + (forest.default_left == 0).astype(np.uint64)
+    leaf_bits = forest.leaf_value.view(np.uint32).astype(np.uint64)
+    word0 = np.where(split, a | (span << np.uint64(32)), leaf_bits)
+    feat = np.where(split, remap[np.maximum(forest.feature, 0)] * 8, 0).astype(np.uint64)
+    word1 = feat | ((2 * forest.left_child.astype(np.uint64)) << np.uint64(32))
+    nodes = np.empty(2 * forest.n_nodes, np.uint64)
+    nodes[0::2] = word0
+    nodes[1::2] = word1
+    return KeyLayout(used, nodes)
