@@ -46,8 +46,7 @@ def predict_margin_cpu(
     if n_rows == 0:
         return out
     if method == "auto":
-        deep = forest.max_depth >= BINNED_MIN_DEPTH and binned_layout(forest) is not None
-        method = "binned" if deep else "lanes"
+        method = "keys"
     if method == "lanes":
         _predict_lanes(
             X,
@@ -267,15 +266,17 @@ def _predict_lanes(X, nodes, threshold, tree_offsets, tree_depths, leaf_value, b
             out[r0 + i] = acc[i]
 
 
-# Bytes of lane-interleaved keys a block of rows may take: with the tree being walked it stays
-# within the 32 KiB L1 data cache.
-KEY_BLOCK_BYTES = 16 * 1024
+# Rows of a block of the key walk: as many as fit KEY_BLOCK_BYTES of keys (an eighth of a 512 KiB
+# L2), at most KEY_BLOCK_MAX_ROWS. Each tree is read once per block, and the whole forest
+# (1-5 MB) does not stay in L2: large blocks amortise fetching it (see forest_model.py).
+KEY_BLOCK_BYTES = 64 * 1024
+KEY_BLOCK_MAX_ROWS = 1024
 
 
 def key_block_rows(n_used: int) -> int:
     """Rows per block of the key walk for a model reading `n_used` input columns."""
     rows = KEY_BLOCK_BYTES // (4 * max(n_used, 1))
-    return int(min(512, max(_LANES * 4, rows // _LANES * _LANES)))
+    return int(min(KEY_BLOCK_MAX_ROWS, max(_LANES * 8, rows // _LANES * _LANES)))
 
 
 @njit(cache=True, inline="always")
