@@ -426,11 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             if gpu:
                 bench_gpu(res, forest, booster, X, repeats)
             results.append(res)
-            print(
-                f"  {name} {n_trees} trees d{depth} {n_rows:,} rows: CPU ratio "
-                f"{_ratio(res.cpu_xgb, res.cpu_ours):.2f}x, exact {res.exact}",
-                file=sys.stderr,
-            )
+            # Each row as it completes: a long run that is cut short still leaves its figures.
+            print(table([res], gpu).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(results, gpu))
     return 0
 
