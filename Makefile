@@ -86,7 +86,7 @@ format: env
 	$(VENV)/bin/ruff check --fix .
 
 bench-forest: env
-	$(VENV)/bin/python -m benchmarks.forest --rows 100000 1000000 --repeats 5
+	$(VENV)/bin/python -m benchmarks.forest --rows 1000000 --repeats 5
 
 bench-scoring: env
 	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 3

@@ -2,7 +2,8 @@
 //
 // Node record (uint4): x = threshold bits (NaN for a leaf), y = feature | default-right << 31,
 // z = local left child (right = left + 1; a leaf points to itself), w = leaf value bits.
-// Every tree is walked in exactly tree_depths[t] branch-free steps.
+// Every tree is walked in at most tree_depths[t] branch-free steps; forest_rows stops a tree
+// early when every row of the warp rests on a leaf.
 //
 // forest_rows: each thread owns ROWS rows and adds the trees in model order, so margins are
 //   bit-identical to XGBoost's CPU predictor. With SHARED, consecutive trees are staged chunk by
@@ -56,8 +57,17 @@ __global__ void forest_rows(const float* __restrict__ X, i64 n_rows, int n_featu
 #pragma unroll
       for (int k = 0; k < ROWS; ++k) idx[k] = 0;
       for (int d = 0; d < depth; ++d) {
+        bool moved = false;
 #pragma unroll
-        for (int k = 0; k < ROWS; ++k) idx[k] = forest_step(tree[idx[k]], row[k]);
+        for (int k = 0; k < ROWS; ++k) {
+          const int next = forest_step(tree[idx[k]], row[k]);
+          moved |= next != idx[k];  // only a leaf points to itself
+          idx[k] = next;
+        }
+        // Rows of an unbalanced tree reach leaves at different depths: the warp stops once
+        // all its rows rest on leaves (every thread runs the same steps, so the vote is
+        // uniform and no thread skips a barrier).
+        if (!__any_sync(0xffffffffu, moved)) break;
       }
 #pragma unroll
       for (int k = 0; k < ROWS; ++k) acc[k] += __uint_as_float(tree[idx[k]].w);

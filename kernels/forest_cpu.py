@@ -10,7 +10,15 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.binsearch import count_at_most
-from kernels.forest_model import NAN_BIN, BinnedLayout, Forest, binned_layout, lane_nodes
+from kernels.forest_model import (
+    NAN_BIN,
+    NAN_KEY,
+    BinnedLayout,
+    Forest,
+    binned_layout,
+    key_layout,
+    lane_nodes,
+)
 
 # Rows walked together: their values (ROW_BLOCK * n_features * 4 bytes, or 2 bytes per used
 # feature once binned) and the tree being walked stay in L1 while the block passes every tree.
@@ -38,8 +46,7 @@ def predict_margin_cpu(
     if n_rows == 0:
         return out
     if method == "auto":
-        deep = forest.max_depth >= BINNED_MIN_DEPTH and binned_layout(forest) is not None
-        method = "binned" if deep else "lanes"
+        method = "keys"
     if method == "lanes":
         _predict_lanes(
             X,
@@ -62,6 +69,19 @@ def predict_margin_cpu(
             forest.tree_depths,
             forest.leaf_value,
             forest.base_margin,
+            out,
+        )
+    elif method == "keys":
+        layout = key_layout(forest)
+        _predict_keys(
+            X.view(np.uint32),
+            layout.used_features,
+            layout.nodes,
+            layout.nodes.view(np.float32),
+            forest.tree_offsets,
+            forest.tree_depths,
+            forest.base_margin,
+            key_block_rows(layout.used_features.shape[0]),
             out,
         )
     elif method == "scalar":
@@ -242,5 +262,98 @@ def _predict_lanes(X, nodes, threshold, tree_offsets, tree_depths, leaf_value, b
                 acc[a + 5] += leaf_value[off + i5]
                 acc[a + 6] += leaf_value[off + i6]
                 acc[a + 7] += leaf_value[off + i7]
+        for i in range(nb):
+            out[r0 + i] = acc[i]
+
+
+# Rows of a block of the key walk: as many as fit KEY_BLOCK_BYTES of keys (an eighth of a 512 KiB
+# L2), at most KEY_BLOCK_MAX_ROWS. Each tree is read once per block, and the whole forest
+# (1-5 MB) does not stay in L2: large blocks amortise fetching it (see forest_model.py).
+KEY_BLOCK_BYTES = 64 * 1024
+KEY_BLOCK_MAX_ROWS = 1024
+
+
+def key_block_rows(n_used: int) -> int:
+    """Rows per block of the key walk for a model reading `n_used` input columns."""
+    rows = KEY_BLOCK_BYTES // (4 * max(n_used, 1))
+    return int(min(KEY_BLOCK_MAX_ROWS, max(_LANES * 8, rows // _LANES * _LANES)))
+
+
+@njit(cache=True, inline="always")
+def _key(b):
+    """Order-preserving key of float32 bits `b` (uint64 holding 32 bits); NaN -> NAN_KEY."""
+    if (b & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000):
+        return np.uint64(NAN_KEY)
+    if b == np.uint64(0x80000000):  # -0.0 compares equal to +0.0
+        return np.uint64(0x80000000)
+    if b >> np.uint64(31):
+        return ~b & np.uint64(0xFFFFFFFF)
+    return b | np.uint64(0x80000000)
+
+
+@njit(cache=True, inline="always")
+def _key_step(nodes, off2, keys, lane_base, idx):
+    """One branch-free step of a lane on keys: the next local node index (times 2)."""
+    k = off2 + idx
+    w0 = nodes[k]
+    w1 = nodes[k + np.uint64(1)]
+    x = np.uint64(keys[lane_base + (w1 & np.uint64(0xFFFFFFFF))])
+    right = (x - (w0 & np.uint64(0xFFFFFFFF))) < (w0 >> np.uint64(32))
+    return (w1 >> np.uint64(32)) + np.uint64(2) * np.uint64(right)
+
+
+@njit(parallel=True, cache=True)
+def _predict_keys(
+    X_bits, used, nodes, leaf_bits, tree_offsets, tree_depths, base_margin, block_rows, out
+):
+    n_rows = X_bits.shape[0]
+    n_used = used.shape[0]
+    stride = max(n_used, 1) * _LANES
+    n_trees = tree_depths.shape[0]
+    n_blocks = (n_rows + block_rows - 1) // block_rows
+    for blk in prange(n_blocks):
+        r0 = blk * block_rows
+        nb = min(n_rows, r0 + block_rows) - r0
+        n_groups = (nb + _LANES - 1) // _LANES
+        keys = np.empty(n_groups * stride, np.uint32)
+        # Padding lanes walk the block's last row; their sums are never written.
+        for i in range(n_groups * _LANES):
+            r = r0 + min(i, nb - 1)
+            base = (i // _LANES) * stride + (i % _LANES)
+            for u in range(n_used):
+                keys[base + u * _LANES] = np.uint32(_key(np.uint64(X_bits[r, used[u]])))
+        acc = np.full(n_groups * _LANES, base_margin, np.float32)
+        for t in range(n_trees):
+            off2 = np.uint64(2 * tree_offsets[t])
+            depth = tree_depths[t]
+            for g in range(n_groups):
+                gb = np.uint64(g * stride)
+                i0 = np.uint64(0)
+                i1 = np.uint64(0)
+                i2 = np.uint64(0)
+                i3 = np.uint64(0)
+                i4 = np.uint64(0)
+                i5 = np.uint64(0)
+                i6 = np.uint64(0)
+                i7 = np.uint64(0)
+                for _ in range(depth):
+                    i0 = _key_step(nodes, off2, keys, gb, i0)
+                    i1 = _key_step(nodes, off2, keys, gb + np.uint64(1), i1)
+                    i2 = _key_step(nodes, off2, keys, gb + np.uint64(2), i2)
+                    i3 = _key_step(nodes, off2, keys, gb + np.uint64(3), i3)
+                    i4 = _key_step(nodes, off2, keys, gb + np.uint64(4), i4)
+                    i5 = _key_step(nodes, off2, keys, gb + np.uint64(5), i5)
+                    i6 = _key_step(nodes, off2, keys, gb + np.uint64(6), i6)
+                    i7 = _key_step(nodes, off2, keys, gb + np.uint64(7), i7)
+                a = g * _LANES
+                # A leaf's word 0 holds its value's bits (leaf_bits: the nodes as float32).
+                acc[a] += leaf_bits[np.uint64(2) * (off2 + i0)]
+                acc[a + 1] += leaf_bits[np.uint64(2) * (off2 + i1)]
+                acc[a + 2] += leaf_bits[np.uint64(2) * (off2 + i2)]
+                acc[a + 3] += leaf_bits[np.uint64(2) * (off2 + i3)]
+                acc[a + 4] += leaf_bits[np.uint64(2) * (off2 + i4)]
+                acc[a + 5] += leaf_bits[np.uint64(2) * (off2 + i5)]
+                acc[a + 6] += leaf_bits[np.uint64(2) * (off2 + i6)]
+                acc[a + 7] += leaf_bits[np.uint64(2) * (off2 + i7)]
         for i in range(nb):
             out[r0 + i] = acc[i]

@@ -2,7 +2,7 @@
 //
 // A launch runs its blocks one after another; each block runs blockDim.x real OS threads that
 // share the block's dynamic shared memory. __syncthreads is a barrier of the block's threads,
-// __shfl_down_sync exchanges through the block with a barrier per warp of 32 lanes, atomics
+// __shfl_down_sync and __any_sync exchange through the block with a barrier per warp of 32 lanes, atomics
 // are std::atomic_ref. Threads really run concurrently, so a missing barrier or a race can
 // show. What it cannot show: the device's memory model and timing, nvcc's code generation.
 // Only one-dimensional launches, as the launchers use.
@@ -108,6 +108,18 @@ T __shfl_down_sync(unsigned mask, T value, unsigned delta) {
   if (lane + delta < 32) std::memcpy(&result, &emu::block->exchange[threadIdx.x + delta], sizeof(T));
   warp.arrive_and_wait();
   return result;
+}
+
+inline bool __any_sync(unsigned mask, bool predicate) {
+  if (mask != 0xffffffffu) emu::fail("only full-warp votes are emulated");
+  const unsigned first = threadIdx.x & ~31u;
+  auto& warp = *emu::block->warps[threadIdx.x / 32];
+  emu::block->exchange[threadIdx.x] = predicate ? 1u : 0u;
+  warp.arrive_and_wait();
+  bool any = false;
+  for (unsigned lane = 0; lane < 32; ++lane) any |= emu::block->exchange[first + lane] != 0;
+  warp.arrive_and_wait();
+  return any;
 }
 
 template <class T>

@@ -17,7 +17,8 @@ from kernels_testlib import (
 )
 
 from kernels import compile_forest, predict
-from kernels.forest_cpu import predict_margin_cpu
+from kernels.forest_cpu import key_block_rows, predict_margin_cpu
+from kernels.forest_model import NAN_KEY, float_keys
 
 SETTINGS = settings(
     max_examples=12,
@@ -74,7 +75,7 @@ def test_random_models_match_xgboost(device: str, model: dict, data: dict) -> No
 def test_every_cpu_method_is_exact(model: dict, data: dict) -> None:
     booster, forest, X = _case(model, data)
     ref = xgb_margin(booster, X)
-    for method in ("lanes", "binned", "scalar"):
+    for method in ("keys", "lanes", "binned", "scalar"):
         np.testing.assert_array_equal(bits(predict_margin_cpu(forest, X, method=method)), bits(ref))
 
 
@@ -140,8 +141,8 @@ def test_non_contiguous_and_float64_input(trained) -> None:
     np.testing.assert_array_equal(bits(predict(forest, X.astype(np.float64))), bits(ref))
 
 
-@pytest.mark.parametrize("n_rows", [1, 7, 8, 9, 255, 256, 257, 1000])
-@pytest.mark.parametrize("method", ["lanes", "binned", "scalar"])
+@pytest.mark.parametrize("n_rows", [1, 7, 8, 9, 255, 256, 257, 1000, 1023, 1024, 1025, 2100])
+@pytest.mark.parametrize("method", ["keys", "lanes", "binned", "scalar"])
 def test_cpu_writes_every_output(n_rows: int, method: str) -> None:
     text, pools = random_model_json(3, 20, 6, 5, "binary:logistic")
     forest = compile_forest(text)
@@ -184,3 +185,32 @@ def test_zero_tree_model_predicts_base_margin() -> None:
     forest = compile_forest(doc)
     X = random_rows(2, 5, pools, 0.1)
     np.testing.assert_array_equal(predict(forest, X), np.full(5, forest.base_margin, np.float32))
+
+
+_SPECIAL = np.array(
+    [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45, 3.4e38, -3.4e38, 1.0, -1.0],
+    np.float32,
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), max_size=40))
+def test_float_keys_preserve_order(values: list[float]) -> None:
+    x = np.concatenate([np.asarray(values, np.float32), _SPECIAL])
+    key = float_keys(x).astype(np.int64)
+    nan = np.isnan(x)
+    assert (key[nan] == NAN_KEY).all() and (key[~nan] < NAN_KEY).all()
+    a, b = x[~nan][:, None], x[~nan][None, :]
+    ka, kb = key[~nan][:, None], key[~nan][None, :]
+    np.testing.assert_array_equal(a < b, ka < kb)
+    np.testing.assert_array_equal(a == b, ka == kb)
+
+
+@pytest.mark.parametrize("n_features", [1, 14, 28, 200])
+def test_key_walk_blocks_with_many_features(n_features: int) -> None:
+    # Rows per block shrink as the model reads more columns: cross several block boundaries.
+    text, pools = random_model_json(n_features, 60, 9, n_features, "reg:squarederror")
+    booster, forest = load_booster(text), compile_forest(text)
+    X = random_rows(5, 3 * key_block_rows(n_features) + 5, pools, 0.3, with_inf=True)
+    ours = predict_margin_cpu(forest, X, method="keys")
+    np.testing.assert_array_equal(bits(ours), bits(xgb_margin(booster, X)))
