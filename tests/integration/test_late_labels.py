@@ -24,7 +24,7 @@ from reports.policy import replay
 from tasks.ledger import read_ledger
 from tasks.monitoring import recorded_assessments
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # three days of the pipeline
 
 DATASET = "adult"
 DAY1, DAY2, DAY3 = "2024-02-01", "2024-02-02", "2024-02-03"
