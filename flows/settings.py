@@ -10,7 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, Secret, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    Secret,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,43 +87,23 @@ class Settings(BaseSettings):
     def _parse_json(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
 
-    @field_validator("retrain_policy")
+    @field_validator("retrain_policy", "fairness_policy")
     @classmethod
-    def _valid_policies(cls, value: dict[str, dict[str, int | bool]]) -> Any:
-        from reports.policy import RetrainPolicy
-
-        for name, fields in value.items():
+    def _valid_policies(cls, value: dict[str, dict[str, Any]], info: ValidationInfo) -> Any:
+        for name in value:
             try:
-                RetrainPolicy(**fields)
+                _policy(info.field_name, value, name)
             except (TypeError, ValueError) as error:
-                raise ValueError(f"retrain policy {name!r}: {error}") from None
+                raise ValueError(f"{info.field_name.replace('_', ' ')} {name!r}: {error}") from None
         return value
-
-    @field_validator("fairness_policy")
-    @classmethod
-    def _valid_fairness(cls, value: dict[str, dict[str, Any]]) -> Any:
-        from reports.fairness import FairnessPolicy
-
-        for name, fields in value.items():
-            try:
-                FairnessPolicy(**fields)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"fairness policy {name!r}: {error}") from None
-        return value
-
-    def fairness_policy_for(self, dataset: str):
-        """The dataset's `FairnessPolicy`: defaults, then `*`, then the dataset's fields."""
-        from reports.fairness import FairnessPolicy
-
-        fields = self.fairness_policy.get("*", {}) | self.fairness_policy.get(dataset, {})
-        return FairnessPolicy(**fields)
 
     def retrain_policy_for(self, dataset: str):
         """The dataset's `RetrainPolicy`: defaults, then `*`, then the dataset's own fields."""
-        from reports.policy import RetrainPolicy
+        return _policy("retrain_policy", self.retrain_policy, dataset)
 
-        fields = self.retrain_policy.get("*", {}) | self.retrain_policy.get(dataset, {})
-        return RetrainPolicy(**fields)
+    def fairness_policy_for(self, dataset: str):
+        """The dataset's `FairnessPolicy`: defaults, then `*`, then the dataset's fields."""
+        return _policy("fairness_policy", self.fairness_policy, dataset)
 
     @model_validator(mode="after")
     def _default_locations(self) -> Settings:
@@ -131,6 +118,15 @@ class Settings(BaseSettings):
         for name, value in defaults.items():
             object.__setattr__(self, name, value)
         return self
+
+
+def _policy(field: str, configured: dict[str, dict[str, Any]], dataset: str):
+    """The policy a `*_policy` setting gives `dataset`: defaults, then `*`, then its own."""
+    from reports.fairness import FairnessPolicy
+    from reports.policy import RetrainPolicy
+
+    policy = {"retrain_policy": RetrainPolicy, "fairness_policy": FairnessPolicy}[field]
+    return policy(**configured.get("*", {}) | configured.get(dataset, {}))
 
 
 _process_settings: Settings | None = None
