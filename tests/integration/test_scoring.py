@@ -117,9 +117,10 @@ def test_a_killed_worker_costs_a_retry_not_a_row(tmp_path, prefect_api):
         worker = threading.Thread(
             target=lambda: outcome.update(result=_score_or_error(run)), daemon=True
         )
-        worker.start()
-        _kill_the_first_worker_to_start_a_shard(run, pids)
-        worker.join(300)
+        with use_settings(run):
+            worker.start()
+            _kill_the_first_worker_to_start_a_shard(run, pids)
+            worker.join(300)
     assert outcome["result"] == {"scored": 200_000, "model_version": "v1"}
     scored = predictions(settings)
     assert len(scored) == 200_000 and scored["_row_id"].is_unique
@@ -129,8 +130,7 @@ def test_a_killed_worker_costs_a_retry_not_a_row(tmp_path, prefect_api):
 
 def _score_or_error(settings: Settings):
     try:
-        with use_settings(settings):
-            return score.with_options(task_runner=_runner(settings.dask_address))("adult", DS)
+        return score.with_options(task_runner=_runner(settings.dask_address))("adult", DS)
     except Exception as error:  # noqa: BLE001 - reported by the assertion
         return error
 
@@ -192,10 +192,13 @@ def test_two_runs_of_one_day_at_once_converge_to_one_slice(scored_day, dask_addr
         )
         for _ in range(2)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
+    # the settings are the process's (one global): set once around both runs, since a
+    # thread restoring them on its way out would pull them from under the other
+    with use_settings(run):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
     assert results == [{"scored": 20_000, "model_version": card.version}] * 2
     scored = predictions(settings)
     assert len(scored) == 20_000 and scored["_row_id"].is_unique
