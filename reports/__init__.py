@@ -5,7 +5,14 @@ strings to storage is the pipeline's job; `publish_markdown` (a Prefect artifact
 side effect.
 """
 
-from reports.artifacts import BREACH_EVENT, artifact_key, emit_breach_event, publish_markdown
+from reports.artifacts import (
+    BREACH_EVENT,
+    RETRAIN_EVENT,
+    artifact_key,
+    emit_breach_event,
+    emit_retrain_request,
+    publish_markdown,
+)
 from reports.drift import MISSING, build_drift_report
 from reports.fairness import (
     Disparity,
@@ -30,6 +37,7 @@ from reports.summaries import (
 
 __all__ = [
     "BREACH_EVENT",
+    "RETRAIN_EVENT",
     "METRIC_KEYS",
     "MISSING",
     "ColumnDrift",
@@ -42,6 +50,7 @@ __all__ = [
     "decide",
     "drift_metric_rows",
     "emit_breach_event",
+    "emit_retrain_request",
     "load_drift_json",
     "monitor_markdown",
     "parse_drift_snapshot",

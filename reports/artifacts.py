@@ -34,3 +34,33 @@ def emit_breach_event(
         resource={"prefect.resource.id": f"tidewater.dataset.{dataset}", "dataset": dataset},
         payload={"ds": ds, "model_version": model_version, "verdict": verdict, "reasons": reasons},
     )
+
+
+RETRAIN_EVENT = "tidewater.retrain.requested"
+
+
+def emit_retrain_request(
+    dataset: str,
+    ds: str,
+    days: list[str],
+    reasons: list[str],
+    champion: str | None,
+    policy: dict,
+) -> str | None:
+    """Ask for a retraining of `dataset` on `days`: the retrain deployment's trigger (an
+    automation) matches this event and renders the flow run's parameters from its payload.
+    Returns the event's id (None when events are off)."""
+    from prefect.events import emit_event
+
+    event = emit_event(
+        event=RETRAIN_EVENT,
+        resource={"prefect.resource.id": f"tidewater.dataset.{dataset}", "dataset": dataset},
+        payload={
+            "ds": ds,
+            "days": list(days),
+            "reasons": list(reasons),
+            "champion": champion,
+            "policy": policy,
+        },
+    )
+    return str(event.id) if event else None

@@ -123,7 +123,8 @@ class RetrainPolicy:
     included) breached (hysteresis: one noisy day is a warning), no retrain was decided in
     the last `cooldown_days` days (the new model needs time to be judged), and fewer than
     `max_retrains` were decided in the last `budget_days` days. A breach held back by any of
-    these is a warning that says which.
+    these is a warning that says which. A retrain trains on the last `train_days` validated
+    days up to the deciding day (the window the request names).
     """
 
     breach_days: int = 2
@@ -132,8 +133,11 @@ class RetrainPolicy:
     max_retrains: int = 2
     budget_days: int = 30
     retrain_on_bias: bool = True
+    train_days: int = 7
 
     def __post_init__(self) -> None:
+        if self.train_days < 1:
+            raise ValueError("need train_days >= 1")
         if not 1 <= self.breach_days <= self.window_days:
             raise ValueError("need 1 <= breach_days <= window_days")
         if self.cooldown_days < 0 or self.max_retrains < 1 or self.budget_days < 1:
