@@ -10,13 +10,19 @@ import pandas as pd
 import pytest
 
 from reports import METRIC_KEYS, FairnessPolicy
-from reports.fairness import DEMOGRAPHIC_PARITY_RATIO
+from reports.fairness import (
+    DEMOGRAPHIC_PARITY_DIFFERENCE,
+    DEMOGRAPHIC_PARITY_RATIO,
+    Disparity,
+    FairnessResult,
+)
 from reports.gate import (
     NO_LABELS,
     Evaluation,
     GatePolicy,
     evaluate,
     expected_calibration_error,
+    fairness_regressions,
     gate_markdown,
     gate_metric_rows,
     judge_candidate,
@@ -139,6 +145,56 @@ def test_a_shared_breach_that_got_worse_fails():
         f"fairness: demographic_parity_ratio of sex {ratio.value:.2f} < 0.8, "
         f"champion {before.value:.2f} on the same rows (tolerance 0.05)"
     ) in result.reasons
+
+
+def disparities(**values: float | None) -> FairnessResult:
+    """A result with the given disparities of grouping `race` (`ratio`, `difference`)."""
+    specs = {
+        "ratio": (DEMOGRAPHIC_PARITY_RATIO, 0.8),
+        "difference": (DEMOGRAPHIC_PARITY_DIFFERENCE, 0.1),
+    }
+    found = []
+    for key, value in values.items():
+        metric, threshold = specs[key]
+        breached = value is not None and (
+            value < threshold if key == "ratio" else value > threshold
+        )
+        found.append(Disparity(metric, ("race",), value, None, None, threshold, breached, 3))
+    return FairnessResult((), tuple(found), False, 1_000, FAST)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "counts"),
+    [
+        ({"ratio": 0.78}, {"ratio": 0.81}, True),  # a breach the champion does not share
+        ({"ratio": 0.58}, {"ratio": 0.60}, False),  # shared, within the tolerance
+        ({"ratio": 0.60}, {"ratio": 0.58}, False),  # shared, and better
+        ({"ratio": 0.50}, {"ratio": 0.60}, True),  # shared, but 0.10 worse
+        ({"difference": 0.18}, {"difference": 0.15}, False),  # larger is worse: 0.03
+        ({"difference": 0.25}, {"difference": 0.15}, True),
+        ({"difference": 0.25}, {"difference": None}, True),  # no champion value
+        ({"difference": 0.25}, {}, True),  # the champion lacks the disparity
+        ({"ratio": 0.85}, {"ratio": 0.50}, False),  # no breach at all
+    ],
+)
+def test_fairness_regressions_rule(candidate, champion, counts):
+    found = fairness_regressions(disparities(**candidate), disparities(**champion), 0.05)
+    assert bool(found) is counts
+    if found and champion.get(next(iter(candidate))) is not None:
+        assert found[0].describe().endswith("on the same rows (tolerance 0.05)")
+
+
+def test_fairness_regressions_without_a_champion_count_every_breach():
+    found = fairness_regressions(disparities(ratio=0.7, difference=0.05), None, 0.05)
+    assert [r.describe() for r in found] == [
+        "demographic_parity_ratio of race 0.70 < 0.8, no champion to compare with"
+    ]
+    assert fairness_regressions(None, None, 0.05) == ()
+    missing = fairness_regressions(disparities(difference=0.3), disparities(), 0.05)
+    assert missing[0].describe() == (
+        "demographic_parity_difference of race 0.30 > 0.1, the champion has no value on the "
+        "same rows"
+    )
 
 
 def test_no_labels_fails_on_quality():
