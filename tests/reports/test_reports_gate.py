@@ -93,6 +93,24 @@ def test_a_candidate_with_a_lower_auc_fails_on_quality():
     assert judge_candidate(candidate, champion, loose, TOLERANCE).passed
 
 
+def test_a_miscalibrated_candidate_fails_on_log_loss_and_calibration_not_auc():
+    frame = holdout(seed=8, noise=(0.6, 0.6))
+    frame["candidate"] = np.sqrt(frame["champion"])  # same ranking, scores pushed up
+    candidate, champion = both(frame, protected=())
+    assert candidate.quality["auc"] == pytest.approx(champion.quality["auc"])
+    result = judge_candidate(candidate, champion, POLICY, TOLERANCE)
+    failed = [c.name for c in result.checks if not c.passed]
+    assert failed == ["log-loss", "calibration error"]
+    rise = candidate.quality["calibration_error"] - champion.quality["calibration_error"]
+    assert rise > 0.1
+    assert result.reasons[1] == (
+        f"quality: calibration error {candidate.quality['calibration_error']:.3f} is "
+        f"{rise:.3f} above the champion's {champion.quality['calibration_error']:.3f} "
+        "(tolerance 0.020)"
+    )
+    assert candidate.quality["brier"] > champion.quality["brier"]  # reported, not gated
+
+
 def test_a_candidate_biased_against_a_group_fails_on_fairness():
     frame = holdout(seed=1, bias=(0.0, 1.5))
     candidate, champion = both(frame)
