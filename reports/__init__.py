@@ -23,11 +23,33 @@ from reports.fairness import (
     fairness_metric_rows,
 )
 from reports.fairness_html import fairness_html
+from reports.gate import (
+    Evaluation,
+    FairnessRegression,
+    GateCheck,
+    GatePolicy,
+    GateResult,
+    evaluate,
+    fairness_regressions,
+    gate_markdown,
+    gate_metric_rows,
+    judge_candidate,
+)
 from reports.metrics import METRIC_KEYS, drift_metric_rows, quality_metric_rows
 from reports.parse import parse_drift_snapshot
 from reports.policy import Decision, DriftPolicy, Verdict, decide
 from reports.render import load_drift_json, render_html, render_json
 from reports.result import ColumnDrift, DriftResult
+from reports.shadow import (
+    ShadowDay,
+    ShadowPolicy,
+    ShadowVerdict,
+    compare_shadow,
+    judge_shadow,
+    shadow_html,
+    shadow_markdown,
+    shadow_metric_rows,
+)
 from reports.summaries import (
     monitor_markdown,
     scoring_markdown,
@@ -68,4 +90,22 @@ __all__ = [
     "assess_fairness",
     "fairness_html",
     "fairness_metric_rows",
+    "Evaluation",
+    "FairnessRegression",
+    "GateCheck",
+    "GatePolicy",
+    "GateResult",
+    "evaluate",
+    "fairness_regressions",
+    "gate_markdown",
+    "gate_metric_rows",
+    "judge_candidate",
+    "ShadowDay",
+    "ShadowPolicy",
+    "ShadowVerdict",
+    "compare_shadow",
+    "judge_shadow",
+    "shadow_html",
+    "shadow_markdown",
+    "shadow_metric_rows",
 ]
