@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -165,8 +166,10 @@ def _catch_up_labels(dataset: str, settings, lake) -> None:
             ingest_labels(dataset, ds)
 
 
-def _run_days(dataset: str, days: list[str]) -> list[str]:
-    """Run the pipeline for each day; returns the days that failed (with their errors shown)."""
+def _run_days(dataset: str, days: list[str], follow_retrains: bool = False) -> list[str]:
+    """Run the pipeline for each day; returns the days that failed (with their errors shown).
+    With `follow_retrains`, a day whose monitor requested a retrain waits for the retrain
+    run the deployment's trigger starts, so that the next day is scored with its outcome."""
     from flows.pipeline import pipeline
 
     failed = []
@@ -175,12 +178,64 @@ def _run_days(dataset: str, days: list[str]) -> list[str]:
         for ds in days:
             progress.update(bar, description=f"pipeline {dataset} ds={ds}")
             try:
-                pipeline(dataset, ds)
+                result = pipeline(dataset, ds)
             except Exception as error:  # noqa: BLE001 - reported, then the next day runs
                 failed.append(ds)
                 err.print(f"[red]ds={ds} failed:[/] {type(error).__name__}: {error}")
+                progress.advance(bar)
+                continue
+            _report_loop(dataset, ds, result, follow_retrains, progress)
             progress.advance(bar)
     return failed
+
+
+def _report_loop(dataset: str, ds: str, result: dict, follow: bool, progress: Progress) -> None:
+    """One line per step of the retraining loop the day took: a retrain requested (and,
+    when following, the triggered run's outcome), a shadow day, a promotion."""
+    shadowed = result.get("shadow")
+    if shadowed:
+        decision = {"promote": "[bold green]promoted to champion[/]", "retire": "[red]retired[/]"}
+        progress.console.print(
+            f"ds={ds}: challenger {shadowed['challenger']} in shadow: "
+            f"{decision.get(shadowed['decision'], 'shadow continues')} "
+            f"({'; '.join(shadowed['reasons'])})"
+        )
+    requested = result.get("retrain_requested")
+    if not requested:
+        return
+    window = f"{requested['days'][0]}..{requested['days'][-1]}"
+    progress.console.print(f"ds={ds}: [bold]retrain requested[/] on {window} (event {requested['event']})")
+    if follow and requested["event"]:
+        _follow_retrain(dataset, requested, progress)
+
+
+def _follow_retrain(dataset: str, requested: dict, progress: Progress) -> None:
+    from deployments.runs import wait_for_triggered_run
+    from flows.resources import lake_of
+    from flows.settings import current_settings
+    from tasks.ledger import last_succeeded
+
+    progress.console.print("  waiting for the retrain deployment's automation and the worker")
+    try:
+        run = wait_for_triggered_run(
+            f"retrain/{dataset}-retrain",
+            requested["event"],
+            datetime.fromisoformat(requested["requested_at"]),
+        )
+    except TimeoutError as error:
+        err.print(f"  [red]{error}[/]")
+        return
+    latency = f"{run.started_after_seconds:.1f} s" if run.started_after_seconds else "?"
+    progress.console.print(
+        f"  automation → flow run {run.name} started {latency} after the request, "
+        f"ran {run.ran_seconds or 0:.1f} s: {run.state}"
+    )
+    recorded = last_succeeded(lake_of(current_settings()), dataset, requested["days"][-1], "retrain")
+    outcome = (recorded or {}).get("details", {}).get("outcome", {})
+    if outcome.get("challenger"):
+        progress.console.print(f"  gate passed: [bold]{outcome['challenger']}[/] is the challenger")
+    elif outcome:
+        progress.console.print(f"  gate rejected the candidate: {'; '.join(outcome['reasons'])}")
 
 
 @app.command()
@@ -539,16 +594,30 @@ def _reports_port(home: Path) -> int:
 def demo(
     days: Annotated[int, typer.Option(min=4, max=60)] = 8,
     start: DateOption = datetime(2024, 1, 1),
-    drift_day: Annotated[int, typer.Option(help="first day (1-based) with planted drift")] = 6,
+    drift_day: Annotated[int, typer.Option(help="first day (1-based) with planted drift")] = 4,
     train_days: Annotated[int, typer.Option(min=1)] = 3,
     labels_delay: Annotated[int, typer.Option(min=0, help="days the labels land after")] = 2,
+    retrain_days: Annotated[
+        int, typer.Option(min=1, help="days a retrain trains on (unless TIDEWATER_RETRAIN_POLICY)")
+    ] = 2,
+    shadow_days: Annotated[
+        int, typer.Option(min=1, help="shadow days before promotion (unless TIDEWATER_SHADOW_POLICY)")
+    ] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start what `serve` starts and apply the deployments, land the UCI Adult data as daily
     partitions (drift and bad files planted; each day's labels on the labels feed
     LABELS_DELAY days later), train the first model if there is none, run the pipeline for
-    every day and print a summary."""
+    every day and print a summary. The drift makes the monitor request a retrain: the
+    retrain deployment's automation runs it on the worker, the challenger is shadow-scored
+    for SHADOW_DAYS days and then promoted (or retired), and the later days show it."""
     _quiet_terminal(verbose)  # before anything imports Prefect and sets up its logging
+    os.environ.setdefault(
+        "TIDEWATER_RETRAIN_POLICY", json.dumps({"adult": {"train_days": retrain_days}})
+    )
+    os.environ.setdefault(
+        "TIDEWATER_SHADOW_POLICY", json.dumps({"adult": {"shadow_days": shadow_days}})
+    )
     dataset, settings = "adult", _settings()
     spec = _dataset(dataset)
     served = _start_services(settings, worker=True)
@@ -572,7 +641,7 @@ def demo(
         if model_store_of(settings).alias(dataset, "champion") is None:
             version = _train_first(dataset, all_days[:train_days], promote=True)
             console.print(f"trained first model {version} on {train_days} days")
-        failed = _run_days(dataset, all_days)
+        failed = _run_days(dataset, all_days, follow_retrains=True)
     _print_status(dataset, settings, days=all_days)
     console.print(served)
     console.print(f"lake: {settings.lake_uri}   stop the services: tidewater serve --stop")

@@ -1,5 +1,6 @@
 """What `tidewater deploy` applies to the Prefect API: the work pool, per registered
-dataset a daily deployment (cron) and a retrain deployment, and the alert automations.
+dataset a daily deployment (cron) and a retrain deployment whose trigger answers the
+monitor's retrain requests (an automation), and the alert automations.
 
 Deployments are generated from the dataset registry, so adding a dataset module is all it
 takes; their entrypoints are module paths of the installed package, so a worker started
@@ -19,15 +20,16 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.schedules import Cron
 
-from reports import BREACH_EVENT
+from reports import BREACH_EVENT, RETRAIN_EVENT
 
 DAILY_CRON = "0 2 * * *"
 ALERT_BLOCK = "tidewater-alerts"
 # Alerts on the runs an operator starts or schedules; a failed stage fails its pipeline.
-ALERTED_FLOWS = ("pipeline", "train")
+ALERTED_FLOWS = ("pipeline", "train", "retrain")
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,30 @@ class Applied:
     automations: list[str]
 
 
+def retrain_trigger(dataset: str) -> DeploymentEventTrigger:
+    """Run the retrain deployment of `dataset` on each retrain request the monitor emits for
+    it, with the request's window, reasons, day and event id as the run's parameters."""
+    return DeploymentEventTrigger(
+        name=f"tidewater: retrain {dataset} when requested",
+        expect={RETRAIN_EVENT},
+        match={"prefect.resource.id": f"tidewater.dataset.{dataset}"},
+        posture=Posture.Reactive,
+        threshold=1,
+        parameters={
+            "dataset": dataset,
+            "days": "{{ event.payload.days }}",
+            "reasons": "{{ event.payload.reasons }}",
+            "requested_on": "{{ event.payload.ds }}",
+            "event_id": "{{ event.id }}",
+        },
+    )
+
+
 def build_deployments(datasets: list[str]) -> list[RunnerDeployment]:
-    """Per dataset: `{name}-daily` (yesterday's partition at 02:00 UTC) and `{name}-retrain`."""
+    """Per dataset: `{name}-daily` (yesterday's partition at 02:00 UTC) and `{name}-retrain`
+    (run by its trigger on each retrain request, or by hand)."""
     from flows.pipeline import pipeline
-    from flows.train import train
+    from flows.retrain import retrain
 
     deployments = []
     for name in datasets:
@@ -57,10 +79,15 @@ def build_deployments(datasets: list[str]) -> list[RunnerDeployment]:
         )
         deployments.append(
             RunnerDeployment.from_flow(
-                train,
+                retrain,
                 name=f"{name}-retrain",
-                description=f"Retrain {name} on the latest validated days (or given days).",
+                description=(
+                    f"Retrain {name} on a requested window (default: the retrain policy's "
+                    "latest validated days); the candidate becomes the challenger if it "
+                    "passes the quality and fairness gate."
+                ),
                 parameters={"dataset": name},
+                triggers=[retrain_trigger(name)],
                 tags=[name, "retrain"],
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )

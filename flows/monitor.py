@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, get_run_logger
 
@@ -22,6 +22,7 @@ from reports import (
     decide,
     drift_metric_rows,
     emit_breach_event,
+    emit_retrain_request,
     fairness_html,
     fairness_metric_rows,
     monitor_markdown,
@@ -29,8 +30,9 @@ from reports import (
     quality_metric_rows,
 )
 from reports.pages import day_page, trend_page
-from reports.policy import DayAssessment
+from reports.policy import DayAssessment, Verdict
 from tasks.ledger import ledger_stage
+from tasks.retraining import training_window
 from tasks.model_store import load_reference
 from tasks.monitoring import (
     assess_bias,
@@ -156,6 +158,9 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         verdict = today.verdict.value if today.verdict else "recomputed"
         if not recompute and verdict != "ok":
             emit_breach_event(dataset, ds, model_version, verdict, reasons)
+        requested = None
+        if not recompute and today.verdict is Verdict.RETRAIN:
+            requested = _request_retrain(lake, dataset, ds, model_version, reasons)
         entry.report = paths["html"]
         entry.verdict = verdict
         entry.delta_versions = {"metrics": metrics_version}
@@ -164,8 +169,26 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
             "drift_verdict": drift.verdict.value,
             "drifted_share": result.drifted_share,
         } | ({"recomputed": recompute} if recompute else {})
+        if requested:
+            entry.details["retrain_requested"] = requested
     get_run_logger().info("%s ds=%s: verdict %s", dataset, ds, verdict)
-    return {"verdict": verdict, "report": paths["html"], "reasons": reasons}
+    return {
+        "verdict": verdict,
+        "report": paths["html"],
+        "reasons": reasons,
+        "retrain_requested": requested,
+    }
+
+
+def _request_retrain(lake, dataset: str, ds: str, champion: str, reasons: list[str]) -> dict:
+    """Emit the retrain request the retrain deployment's trigger answers: the window the
+    retrain policy gives (its last `train_days` validated days up to `ds`)."""
+    policy = current_settings().retrain_policy_for(dataset)
+    days = training_window(lake, dataset, ds, policy.train_days)
+    requested_at = datetime.now(UTC).isoformat()
+    event = emit_retrain_request(dataset, ds, days, reasons, champion, asdict(policy))
+    get_run_logger().info("%s ds=%s: retrain requested on %s (event %s)", dataset, ds, days, event)
+    return {"event": event, "days": days, "requested_at": requested_at}
 
 
 def _next_day(ds: str) -> str:

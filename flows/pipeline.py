@@ -1,4 +1,5 @@
-"""The daily pipeline of one partition: ingest → validate → score → monitor → account."""
+"""The daily pipeline of one partition: ingest → validate → score → monitor (→ shadow while
+a challenger is on trial) → account."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from flows.resources import (
 )
 from flows.score import score
 from flows.settings import current_settings
+from flows.shadow import shadow
 from flows.train import train
 from flows.validate import validate
 from reports import artifact_key, publish_markdown, stage_summary_markdown
@@ -50,7 +52,10 @@ def pipeline(dataset: str, ds: str | None = None) -> dict:
             champion = train(dataset, [ds])
         runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))
         scored = score.with_options(task_runner=runner)(dataset, ds)
+        champion = scored["model_version"]  # what the day was scored with
         monitored = monitor(dataset, ds, champion)
+        challenger = _role(scored["models"], "challenger")
+        shadowed = shadow(dataset, ds, champion, challenger) if challenger else None
         account = count_rows(lake, dataset, ds, landed["landed"], champion)
         publish_markdown(
             stage_summary_markdown(dataset, ds, day_stages(lake, dataset, ds), account.as_dict()),
@@ -63,5 +68,18 @@ def pipeline(dataset: str, ds: str | None = None) -> dict:
         entry.model_version = champion
         entry.verdict = monitored["verdict"]
         entry.report = monitored["report"]
-        entry.details = {"accounting": account.as_dict()}
-    return account.as_dict() | {"verdict": monitored["verdict"], "report": monitored["report"]}
+        entry.details = {"accounting": account.as_dict()} | (
+            {"shadow": {"challenger": challenger, "decision": shadowed["decision"]}}
+            if shadowed
+            else {}
+        )
+    return account.as_dict() | {
+        "verdict": monitored["verdict"],
+        "report": monitored["report"],
+        "retrain_requested": monitored.get("retrain_requested"),
+        "shadow": shadowed and {"challenger": challenger} | shadowed,
+    }
+
+
+def _role(models: dict[str, str], role: str) -> str | None:
+    return next((version for version, named in models.items() if named == role), None)

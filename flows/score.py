@@ -90,4 +90,8 @@ def score(dataset: str, ds: str) -> dict:
             ", ".join(f"{m.version} ({m.role})" for m in models),
             summary["retried_shards"] or "none",
         )
-    return {"scored": summary["rows"], "model_version": models[0].version}
+    return {
+        "scored": summary["rows"],
+        "model_version": models[0].version,
+        "models": {model.version: model.role for model in models},
+    }

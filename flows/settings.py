@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         description="FairnessPolicy fields per dataset, `*` for all (JSON), e.g. "
         '{"*": {"min_group_size": 200}, "adult": {"dp_ratio_min": 0.8}}',
     )
+    gate_policy: dict[str, dict[str, float | int]] = Field(
+        default={},
+        description="GatePolicy fields per dataset, `*` for all (JSON): how much worse than "
+        'the champion a retrained candidate may be, e.g. {"*": {"max_auc_drop": 0.005}}',
+    )
+    shadow_policy: dict[str, dict[str, float | int]] = Field(
+        default={},
+        description="ShadowPolicy fields per dataset, `*` for all (JSON): the challenger's "
+        'shadow window and promotion rule, e.g. {"adult": {"shadow_days": 5}}',
+    )
     monitor_max_rows: int = Field(default=100_000, ge=1000)
     bootstrap_min_rows: int = Field(default=1000, ge=1)
     train_window_days: int = Field(default=7, ge=1, description="default training window")
@@ -82,12 +92,19 @@ class Settings(BaseSettings):
         default=None, description="where `tidewater deploy`'s alert automations post"
     )
 
-    @field_validator("storage_options", "retrain_policy", "fairness_policy", mode="before")
+    @field_validator(
+        "storage_options",
+        "retrain_policy",
+        "fairness_policy",
+        "gate_policy",
+        "shadow_policy",
+        mode="before",
+    )
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
 
-    @field_validator("retrain_policy", "fairness_policy")
+    @field_validator("retrain_policy", "fairness_policy", "gate_policy", "shadow_policy")
     @classmethod
     def _valid_policies(cls, value: dict[str, dict[str, Any]], info: ValidationInfo) -> Any:
         for name in value:
@@ -104,6 +121,14 @@ class Settings(BaseSettings):
     def fairness_policy_for(self, dataset: str):
         """The dataset's `FairnessPolicy`: defaults, then `*`, then the dataset's fields."""
         return _policy("fairness_policy", self.fairness_policy, dataset)
+
+    def gate_policy_for(self, dataset: str):
+        """The dataset's `GatePolicy` (a retrained candidate against the champion)."""
+        return _policy("gate_policy", self.gate_policy, dataset)
+
+    def shadow_policy_for(self, dataset: str):
+        """The dataset's `ShadowPolicy` (the challenger's shadow window and promotion)."""
+        return _policy("shadow_policy", self.shadow_policy, dataset)
 
     @model_validator(mode="after")
     def _default_locations(self) -> Settings:
@@ -123,9 +148,16 @@ class Settings(BaseSettings):
 def _policy(field: str, configured: dict[str, dict[str, Any]], dataset: str):
     """The policy a `*_policy` setting gives `dataset`: defaults, then `*`, then its own."""
     from reports.fairness import FairnessPolicy
+    from reports.gate import GatePolicy
     from reports.policy import RetrainPolicy
+    from reports.shadow import ShadowPolicy
 
-    policy = {"retrain_policy": RetrainPolicy, "fairness_policy": FairnessPolicy}[field]
+    policy = {
+        "retrain_policy": RetrainPolicy,
+        "fairness_policy": FairnessPolicy,
+        "gate_policy": GatePolicy,
+        "shadow_policy": ShadowPolicy,
+    }[field]
     return policy(**configured.get("*", {}) | configured.get(dataset, {}))
 
 

@@ -16,7 +16,20 @@ from prefect import task
 from tasks.lake import Lake
 from tasks.metering import StageMeter
 
-STAGES = ("ingest", "validate", "labels", "train", "score", "monitor", "pipeline")
+STAGES = (
+    "ingest",
+    "validate",
+    "labels",
+    "train",
+    "score",
+    "monitor",
+    "shadow",
+    "retrain",
+    "promote",
+    "retire",
+    "rollback",
+    "pipeline",
+)
 
 LEDGER_SCHEMA = pa.schema(
     [

@@ -95,8 +95,11 @@ def train_classifier(
     rounds: int = DEFAULT_ROUNDS,
     params: dict | None = None,
     seed: int = 0,
+    holdout: np.ndarray | None = None,
 ) -> TrainedModel:
-    """A booster trained on labelled rows of `frame`, evaluated on a seeded 20% holdout.
+    """A booster trained on labelled rows of `frame`, evaluated on a seeded 20% holdout, or
+    on the rows of `frame` that the boolean mask `holdout` marks (a retraining holds out the
+    newest rows, so that its reference is the newest data it saw).
 
     The reference window drift is measured against is the holdout with the model's score:
     out-of-sample, so an unseen day from the same population does not look drifted. It
@@ -104,7 +107,8 @@ def train_classifier(
     The reference profile of full-data drift takes its bin edges from the training rows
     (score edges from the holdout scores) and its reference counts from the holdout rows.
     """
-    labelled = frame[frame[roles.target].notna()].reset_index(drop=True)
+    has_label = frame[roles.target].notna().to_numpy()
+    labelled = frame[has_label].reset_index(drop=True)
     y = labels_of(labelled, roles)
     if len(np.unique(y)) < 2:
         seen = ", ".join(map(repr, labelled[roles.target].drop_duplicates().head(5).tolist()))
@@ -115,8 +119,10 @@ def train_classifier(
         )
     spec = learn_feature_spec(labelled, roles.numeric, roles.categorical)
     X = feature_matrix(labelled, spec)
-    rng = np.random.default_rng(seed)
-    holdout = rng.random(len(labelled)) < 0.2
+    if holdout is None:
+        holdout = np.random.default_rng(seed).random(len(labelled)) < 0.2
+    else:
+        holdout = np.asarray(holdout, dtype=bool)[has_label]
     params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
     train = xgb.DMatrix(X[~holdout], label=y[~holdout], feature_names=list(spec.names))
     booster = xgb.train(params, train, num_boost_round=rounds)
@@ -165,10 +171,14 @@ def read_training_window(lake: Lake, dataset: str, days: Sequence[str]) -> tuple
 
 @step
 def fit_model(
-    frame: pd.DataFrame, roles: FeatureRoles, min_auc: float, seed: int = 0
+    frame: pd.DataFrame,
+    roles: FeatureRoles,
+    min_auc: float,
+    seed: int = 0,
+    holdout: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train, then refuse (`ModelRefused`) a model that fails a sanity gate."""
-    trained = train_classifier(frame, roles, seed=seed)
+    trained = train_classifier(frame, roles, seed=seed, holdout=holdout)
     check_model_sanity(trained.holdout_labels, trained.holdout_scores, min_auc)
     return trained
 
