@@ -5,6 +5,7 @@ so nothing of it (credentials least of all) is stored in Prefect's database."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,10 @@ class Settings(BaseSettings):
     landing_uri: str = ""
     lake_uri: str = ""
     reports_uri: str = ""
-    models_uri: str = ""
+    models_uri: str = Field(default="", description="artifact root of the model registry")
+    tracking_uri: str = Field(
+        default="", description="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI)"
+    )
     storage_options: Secret[dict[str, str]] = Field(
         default=Secret({}), description="fsspec / delta-rs options for remote URIs (JSON)"
     )
@@ -114,6 +118,10 @@ class Settings(BaseSettings):
             "lake_uri": self.lake_uri or str(home / "lake"),
             "reports_uri": self.reports_uri or str(home / "reports"),
             "models_uri": self.models_uri or str(home / "models"),
+            # Production names its MLflow server the standard way; else an embedded SQLite file.
+            "tracking_uri": self.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI", "")
+            or f"sqlite:///{home / 'mlflow.db'}",
         }
         for name, value in defaults.items():
             object.__setattr__(self, name, value)
