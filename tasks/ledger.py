@@ -16,7 +16,17 @@ from prefect import task
 from tasks.lake import Lake
 from tasks.metering import StageMeter
 
-STAGES = ("ingest", "validate", "labels", "train", "score", "monitor", "pipeline")
+STAGES = (
+    "ingest",
+    "validate",
+    "labels",
+    "train",
+    "score",
+    "monitor",
+    "pipeline",
+    "promote",
+    "rollback",
+)
 
 LEDGER_SCHEMA = pa.schema(
     [

@@ -203,9 +203,7 @@ class ModelRegistry:
                 lambda: self.client.create_experiment(name, artifact_location=location)
             )
         except Exception as error:
-            if "RESOURCE_ALREADY_EXISTS" not in str(error) and "already exists" not in str(
-                error
-            ):
+            if "RESOURCE_ALREADY_EXISTS" not in str(error) and "already exists" not in str(error):
                 raise
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -214,9 +212,7 @@ class ModelRegistry:
         try:
             _retry_locked(lambda: self.client.create_registered_model(name))
         except Exception as error:
-            if "RESOURCE_ALREADY_EXISTS" not in str(error) and "already exists" not in str(
-                error
-            ):
+            if "RESOURCE_ALREADY_EXISTS" not in str(error) and "already exists" not in str(error):
                 raise
         return name
 
@@ -262,9 +258,7 @@ class ModelRegistry:
                 lambda: client.log_batch(
                     run_id,
                     metrics=[Metric(k, float(v), now, 0) for k, v in all_metrics.items()],
-                    params=[
-                        Param(k, str(v)) for k, v in (card_fields.get("params") or {}).items()
-                    ],
+                    params=[Param(k, str(v)) for k, v in (card_fields.get("params") or {}).items()],
                     tags=[RunTag(RUN_ARTIFACTS_TAG, run.info.artifact_uri)],
                 )
             )
@@ -326,9 +320,7 @@ class ModelRegistry:
         name = self._ensure_registered_model(run.dataset)
         client = self.client
         source_run = _retry_locked(lambda: client.get_run(run.run_id))
-        version_tags = {
-            k: v for k, v in source_run.data.tags.items() if k.startswith(f"{PREFIX}.")
-        }
+        version_tags = {k: v for k, v in source_run.data.tags.items() if k.startswith(f"{PREFIX}.")}
         version_tags |= {CHECKSUM_TAG: run.checksum, **dict(tags or {})}
         model_id = run.model_uri.removeprefix("models:/")
         # The logged model's storage location, not its models:/ URI: MLflow's SQL registry
@@ -454,9 +446,7 @@ class ModelRegistry:
         """The model's JSON bytes, verified against the registry's checksum."""
         card = self.card(dataset, version)
         uri = self.locations(dataset, version)["model_json"]
-        data = read_verified_model(
-            uri, card.checksum, self.storage_options, f"{dataset} {version}"
-        )
+        data = read_verified_model(uri, card.checksum, self.storage_options, f"{dataset} {version}")
         return StoredModel(card=card, model_json=data)
 
     def reference(self, dataset: str, version: str) -> pd.DataFrame:

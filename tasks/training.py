@@ -17,8 +17,8 @@ from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix, learn_feature_spec
 from tasks.lake import Lake
-from tasks.model_store import ModelCard, ModelStore
 from tasks.profiles import build_profile
+from tasks.registry import ModelCard, ModelRegistry
 
 DEFAULT_PARAMS = {
     "objective": "binary:logistic",
@@ -175,15 +175,15 @@ def fit_model(
 
 @step(retries=2)
 def register_model(
-    store: ModelStore,
+    registry: ModelRegistry,
     dataset: str,
     roles: FeatureRoles,
     trained: TrainedModel,
     trained_on: dict,
     promote: bool,
 ) -> ModelCard:
-    """Store the trained model as a new version; name it champion when `promote`."""
-    card = store.save(
+    """Log the training and register it as a new version; name it champion when `promote`."""
+    card = registry.register_model(
         {
             "dataset": dataset,
             "created_at": datetime.now(UTC).isoformat(),
@@ -200,5 +200,5 @@ def register_model(
         profile=trained.profile,
     )
     if promote:
-        store.set_alias(dataset, "champion", card.version)
+        registry.set_alias(dataset, "champion", card.version)
     return card
