@@ -44,15 +44,6 @@ def card_fields(dataset: str = "adult", **changes) -> dict:
     } | changes
 
 
-def new_registry(tmp_path: Path) -> ModelRegistry:
-    return ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "models"))
-
-
-@pytest.fixture
-def registry(tmp_path) -> ModelRegistry:
-    return new_registry(tmp_path)
-
-
 def test_register_then_read_back_the_same_bytes_and_card(registry):
     assert registry.versions("adult") == []
     model_json = tiny_model()
@@ -155,13 +146,13 @@ def test_the_run_carries_params_metrics_lineage_and_no_pickle(registry):
     assert "model_format: json" in mlmodel and "pickle" not in mlmodel
 
 
-def test_two_concurrent_registrations_get_two_versions(tmp_path, registry):
+def test_two_concurrent_registrations_get_two_versions(registry):
     registry.register_model(card_fields(), tiny_model(9), pd.DataFrame({"a": [1.0]}))
     errors, cards = [], []
 
     def register(seed: int) -> None:
         try:
-            mine = new_registry(tmp_path)
+            mine = ModelRegistry(registry.tracking_uri, registry.artifact_root)
             cards.append(
                 mine.register_model(card_fields(), tiny_model(seed), pd.DataFrame({"a": [1.0]}))
             )
