@@ -172,10 +172,10 @@ def trained_model(trees: int, depth: int):
 
 def register_champion(settings, trained) -> str:
     from datasets import get_dataset
-    from flows.resources import model_store_of
+    from flows.resources import registry_of
     from tasks.training import register_model
 
-    store = model_store_of(settings)
+    store = registry_of(settings)
     roles = get_dataset(DATASET).roles
     card = register_model.fn(store, DATASET, roles, trained, {"ds": ["synthetic"]}, promote=True)
     return card.version
@@ -217,10 +217,10 @@ def seed_silver(settings, ds: str, rows: int) -> float:
 
 
 def _model_ref(settings, version: str):
-    from flows.resources import model_store_of
+    from flows.resources import registry_of
     from tasks.scoring import ModelRef
 
-    return ModelRef(DATASET, version, "champion", model_store_of(settings))
+    return ModelRef.resolve(registry_of(settings), DATASET, version, "champion")
 
 
 def kernel_seconds(
@@ -317,12 +317,13 @@ def stage_profile(settings, version: str, ds: str, rows: int) -> dict[str, float
     from tasks.features import feature_matrix
     from tasks.lake import Lake
     from tasks.profiles import HistogramPass
+    from tasks.registry import load_profile
     from tasks.scoring import PREDICTIONS_SCHEMA, cached_forest, plan_shards, read_shard, score_rows
 
     numba.set_num_threads(1)
     model = _model_ref(settings, version)
     card, forest = cached_forest(model)
-    stored_profile = model.store.profile(DATASET, version)
+    stored_profile = load_profile(model.profile_uri, model.storage_options)
     histograms = HistogramPass(stored_profile) if stored_profile is not None else None
     spec = card.feature_spec
     columns = sorted({"_row_id", *spec.names})
@@ -490,7 +491,7 @@ def _clusters(workers: Sequence[int], gpu: bool, no_cpu: bool) -> list[tuple[int
 
 def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None]:
     from deployments.server import ensure_prefect_api, stop_server
-    from flows.resources import model_store_of
+    from flows.resources import registry_of
     from flows.settings import Settings
     from kernels import gpu_available
     from tasks.cluster import ClusterSpec, local_cluster
@@ -503,7 +504,7 @@ def bench(args: argparse.Namespace) -> tuple[list[Case], dict[str, float] | None
     settings = Settings(
         home=home, lake_row_group_rows=args.row_group_rows, score_batch_rows=args.batch_rows
     )
-    store = model_store_of(settings)
+    store = registry_of(settings)
     try:
         seconds, trained = _timed(lambda: trained_model(args.trees, args.depth))
         versions = {}

@@ -204,7 +204,9 @@ def _report_loop(dataset: str, ds: str, result: dict, follow: bool, progress: Pr
     if not requested:
         return
     window = f"{requested['days'][0]}..{requested['days'][-1]}"
-    progress.console.print(f"ds={ds}: [bold]retrain requested[/] on {window} (event {requested['event']})")
+    progress.console.print(
+        f"ds={ds}: [bold]retrain requested[/] on {window} (event {requested['event']})"
+    )
     if follow and requested["event"]:
         _follow_retrain(dataset, requested, progress)
 
@@ -230,7 +232,9 @@ def _follow_retrain(dataset: str, requested: dict, progress: Progress) -> None:
         f"  automation → flow run {run.name} started {latency} after the request, "
         f"ran {run.ran_seconds or 0:.1f} s: {run.state}"
     )
-    recorded = last_succeeded(lake_of(current_settings()), dataset, requested["days"][-1], "retrain")
+    recorded = last_succeeded(
+        lake_of(current_settings()), dataset, requested["days"][-1], "retrain"
+    )
     outcome = (recorded or {}).get("details", {}).get("outcome", {})
     if outcome.get("challenger"):
         progress.console.print(f"  gate passed: [bold]{outcome['challenger']}[/] is the challenger")
@@ -413,6 +417,123 @@ def policy_replay(
     console.print(f"policy: {policy}")
     same = sum(live.get(day.ds) == day.verdict for day in replayed)
     console.print(f"the replay matches the live decisions on {same} of {len(replayed)} day(s)")
+
+
+model_app = typer.Typer(help="The model registry (MLflow): list, show, promote, roll back.")
+app.add_typer(model_app, name="model")
+
+
+def _registry(dataset: str):
+    from flows.resources import registry_of
+
+    _dataset(dataset)
+    return registry_of(_settings())
+
+
+def _version_or_exit(registry, dataset: str, version: str | None, default_alias: str) -> str:
+    """`version` (checked to exist), else the one `default_alias` names; exit 2 otherwise."""
+    version = version or registry.alias(dataset, default_alias)
+    if version is None:
+        raise _fail(f"no {default_alias} model for {dataset}: name a version", code=2)
+    try:
+        registry.card(dataset, version)
+    except FileNotFoundError as error:
+        raise _fail(str(error), code=2) from None
+    return version
+
+
+@model_app.command("list")
+def model_list(dataset: str) -> None:
+    """Every registered version of DATASET's model, oldest first."""
+    registry = _registry(dataset)
+    versions = registry.versions(dataset)
+    if not versions:
+        raise _fail(f"no model of {dataset} registered yet: train one first", code=2)
+    by_version: dict[str, list[str]] = {}
+    for alias, version in registry.aliases(dataset).items():
+        by_version.setdefault(version, []).append(alias)
+    table = Table(title=f"{dataset}: model versions ({registry.model_name(dataset)})")
+    for name in ("version", "created", "aliases", "trained on", "silver", "AUC", "status", "run"):
+        table.add_column(name)
+    for version in versions:
+        card = registry.card(dataset, version)
+        auc = card.metrics.get("auc")
+        table.add_row(
+            version,
+            card.created_at[:19],
+            ", ".join(sorted(by_version.get(version, []))) or "-",
+            card.tags.get("tidewater.window", "-"),
+            card.tags.get("tidewater.silver_version", "-"),
+            "-" if auc is None else f"{auc:.4f}",
+            card.tags.get("tidewater.status", "-"),
+            card.run_id,
+        )
+    console.print(table)
+
+
+@model_app.command("show")
+def model_show(dataset: str, version: Annotated[str | None, typer.Argument()] = None) -> None:
+    """The card, tags, aliases and artifact locations of VERSION (default: the champion)."""
+    import json
+
+    registry = _registry(dataset)
+    version = _version_or_exit(registry, dataset, version, "champion")
+    card = registry.card(dataset, version)
+    aliases = sorted(a for a, v in registry.aliases(dataset).items() if v == version)
+    console.print(
+        f"[bold]{registry.model_name(dataset)} {version}[/]  aliases: "
+        f"{', '.join(aliases) or '-'}  run: {card.run_id}"
+    )
+    shown = {
+        "created_at": card.created_at,
+        "objective": card.objective,
+        "target": card.target,
+        "positive_label": card.positive_label,
+        "features": card.feature_spec.names,
+        "trained_on": card.trained_on,
+        "metrics": card.metrics,
+        "params": card.params,
+        "checksum": card.checksum,
+        "tags": card.tags,
+        "artifacts": registry.locations(dataset, version),
+    }
+    console.print_json(json.dumps(shown, default=str))
+
+
+@model_app.command("promote")
+def model_promote(
+    dataset: str,
+    version: str,
+    reason: Annotated[str, typer.Option(help="why, for the ledger")] = "promoted from the CLI",
+) -> None:
+    """Name VERSION champion; the previous champion is recorded on it (for rollback)."""
+    from flows.resources import lake_of
+    from tasks.promotion import promote
+
+    registry = _registry(dataset)
+    version = _version_or_exit(registry, dataset, version, "champion")
+    old, new = promote(registry, lake_of(_settings()), dataset, version, reason, by="cli")
+    console.print(f"{dataset}: champion {old or '-'} -> {new}")
+
+
+@model_app.command("rollback")
+def model_rollback(
+    dataset: str,
+    version: Annotated[str | None, typer.Argument(help="default: the previous champion")] = None,
+    reason: Annotated[str, typer.Option(help="why, for the ledger")] = "rolled back from the CLI",
+) -> None:
+    """Move the champion back to VERSION, by default to the one it replaced."""
+    from flows.resources import lake_of
+    from tasks.promotion import rollback
+
+    registry = _registry(dataset)
+    if version is not None:
+        version = _version_or_exit(registry, dataset, version, "champion")
+    try:
+        old, new = rollback(registry, lake_of(_settings()), dataset, version, reason, by="cli")
+    except LookupError as error:
+        raise _fail(str(error.args[0]), code=2) from None
+    console.print(f"{dataset}: champion {old or '-'} -> {new} (rolled back)")
 
 
 def _overrides(pairs: list[str]) -> dict[str, int | bool]:
@@ -601,7 +722,8 @@ def demo(
         int, typer.Option(min=1, help="days a retrain trains on (unless TIDEWATER_RETRAIN_POLICY)")
     ] = 2,
     shadow_days: Annotated[
-        int, typer.Option(min=1, help="shadow days before promotion (unless TIDEWATER_SHADOW_POLICY)")
+        int,
+        typer.Option(min=1, help="shadow days before promotion (unless TIDEWATER_SHADOW_POLICY)"),
     ] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -636,9 +758,9 @@ def demo(
             labels_delay_days=labels_delay,
         )
     with _prefect(settings, verbose), _cluster(settings) as settings:
-        from flows.resources import model_store_of
+        from flows.resources import registry_of
 
-        if model_store_of(settings).alias(dataset, "champion") is None:
+        if registry_of(settings).alias(dataset, "champion") is None:
             version = _train_first(dataset, all_days[:train_days], promote=True)
             console.print(f"trained first model {version} on {train_days} days")
         failed = _run_days(dataset, all_days, follow_retrains=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 import platform
 import re
 import urllib.error
@@ -326,32 +327,38 @@ def check_storage(label: str, uri: str, storage_options: Any = None) -> Check:
     return Check(name, "ok", f"{uri}: write, read, delete")
 
 
-def check_model_registry(models_uri: str, storage_options: Any = None) -> Check:
-    """Every dataset's aliases (champion, challenger) name a stored model whose bytes match
-    its card's checksum; reports which datasets have a champion."""
+def check_model_registry(
+    tracking_uri: str, models_uri: str = "", storage_options: Any = None
+) -> Check:
+    """The MLflow registry answers; every dataset's aliases (champion, challenger) name a
+    version whose bytes match the checksum the registry holds; reports which datasets have
+    a champion."""
     import fsspec
 
-    from tasks.model_store import ModelStore
+    from tasks.registry import PREFIX, ModelRegistry
 
     name = "model registry"
     options = _plain_options(storage_options)
-    store = ModelStore(models_uri, options)
-    fs, root = fsspec.core.url_to_fs(models_uri, **options)
-    folders = [p for p in fs.ls(root, detail=False) if fs.isdir(p)] if fs.exists(root) else []
-    datasets = sorted(
-        folder
-        for folder in (p.rstrip("/").rsplit("/", 1)[-1] for p in folders)
-        if not folder.startswith(("_", "."))
-    )
+    if models_uri:
+        fsspec.core.url_to_fs(models_uri, **options)  # the artifact root's protocol is known
+    if tracking_uri.startswith("sqlite:///"):
+        database = tracking_uri.removeprefix("sqlite:///")
+        if not os.path.exists(database):
+            return Check(
+                name, "ok", f"no registry yet at {database}; a first run creates it and trains"
+            )
+    registry = ModelRegistry(tracking_uri, models_uri, options)
+    models = registry.client.search_registered_models(f"name LIKE '{PREFIX}-%'")
+    datasets = sorted(model.name.removeprefix(f"{PREFIX}-") for model in models)
     if not datasets:
-        return Check(name, "ok", f"no models yet under {models_uri}; a first run trains one")
+        return Check(name, "ok", f"no models yet in {tracking_uri}; a first run trains one")
     found, problems, without_champion = [], [], []
     for dataset in datasets:
-        versions = store.versions(dataset)
-        aliases = store.aliases(dataset)
+        versions = registry.versions(dataset)
+        aliases = registry.aliases(dataset)
         for alias, version in sorted(aliases.items()):
             try:
-                store.load(dataset, version)
+                registry.load(dataset, version)
             except Exception as error:  # noqa: BLE001 - any failure is the finding
                 problems.append(f"{dataset} {alias} {version}: {_error(error)}")
         if "champion" in aliases:
@@ -369,7 +376,7 @@ def check_model_registry(models_uri: str, storage_options: Any = None) -> Check:
             f"no champion for {', '.join(without_champion)} ({summary})",
             train,
         )
-    return Check(name, "ok", f"{models_uri}: {summary}")
+    return Check(name, "ok", f"{tracking_uri}: {summary}")
 
 
 # --- GPU and versions -----------------------------------------------------------------
@@ -530,7 +537,13 @@ def run_checks(
         uri = getattr(settings, f"{label}_uri")
         checks.append(_guarded(f"storage {label}", check_storage, label, uri, options))
     checks += [
-        _guarded("model registry", check_model_registry, settings.models_uri, options),
+        _guarded(
+            "model registry",
+            check_model_registry,
+            settings.tracking_uri,
+            settings.models_uri,
+            options,
+        ),
         _guarded("GPU", check_gpu, settings.device),
         _guarded("versions", check_versions),
     ]

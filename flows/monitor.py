@@ -12,7 +12,7 @@ from flows.resources import (
     RUN_END_HOOKS,
     current_run_id,
     lake_of,
-    model_store_of,
+    registry_of,
     storage_options_of,
 )
 from flows.settings import current_settings
@@ -32,8 +32,6 @@ from reports import (
 from reports.pages import day_page, trend_page
 from reports.policy import DayAssessment, Verdict
 from tasks.ledger import ledger_stage
-from tasks.retraining import training_window
-from tasks.model_store import load_reference
 from tasks.monitoring import (
     assess_bias,
     assess_drift,
@@ -49,6 +47,8 @@ from tasks.monitoring import (
     save_pages,
     write_metrics,
 )
+from tasks.registry import load_reference
+from tasks.retraining import training_window
 
 
 @flow(name="monitor", flow_run_name="monitor-{dataset}-{ds}", **RUN_END_HOOKS)
@@ -66,7 +66,7 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
     policy = DriftPolicy(retrain_share=settings.drift_retrain_share)
     with ledger_stage(lake, dataset, ds, "monitor", run_id) as entry:
         spec = get_dataset(dataset)
-        store = model_store_of(settings)
+        store = registry_of(settings)
         reference = load_reference(store, dataset, model_version)
         current = load_scored_day(lake, spec, ds, model_version)
         entry.rows_in = len(current)

@@ -15,8 +15,8 @@ from flows.resources import (
     current_run_id,
     dask_address_of,
     lake_of,
-    model_store_of,
     pipeline_run_name,
+    registry_of,
     scheduled_day,
 )
 from flows.score import score
@@ -28,7 +28,7 @@ from reports import artifact_key, publish_markdown, stage_summary_markdown
 from tasks.accounting import check_accounting, count_rows
 from tasks.cluster import dask_task_runner
 from tasks.ledger import day_stages, ledger_stage
-from tasks.model_store import champion_version
+from tasks.registry import champion_version
 from tasks.schema_evolution import REBUILT_FROM, migrate_tables
 
 
@@ -47,7 +47,7 @@ def pipeline(dataset: str, ds: str | None = None) -> dict:
         validate(dataset, ds)
         if labels_landed(settings, dataset, ds):
             ingest_labels(dataset, ds)
-        champion = champion_version(model_store_of(settings), dataset)
+        champion = champion_version(registry_of(settings), dataset)
         if champion is None:
             champion = train(dataset, [ds])
         runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))

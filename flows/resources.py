@@ -14,7 +14,7 @@ from flows.settings import Settings, current_settings
 from tasks.cluster import ClusterSpec, served_scheduler_address
 from tasks.lake import Lake
 from tasks.ledger import record_ended_run
-from tasks.model_store import ModelStore
+from tasks.registry import ModelRegistry
 
 
 def storage_options_of(settings: Settings) -> dict[str, str]:
@@ -38,8 +38,8 @@ def lake_of(settings: Settings) -> Lake:
     return Lake(settings.lake_uri, storage_options_of(settings), settings.lake_row_group_rows)
 
 
-def model_store_of(settings: Settings) -> ModelStore:
-    return ModelStore(settings.models_uri, storage_options_of(settings))
+def registry_of(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.tracking_uri, settings.models_uri, storage_options_of(settings))
 
 
 def cluster_spec_of(settings: Settings) -> ClusterSpec:

@@ -85,7 +85,10 @@ def retrain(
                     fairness,
                 )
             gate = judge_candidate(
-                candidate, champion, settings.gate_policy_for(dataset), fairness.regression_tolerance
+                candidate,
+                champion,
+                settings.gate_policy_for(dataset),
+                fairness.regression_tolerance,
             )
             trained_on = {
                 "table": lake.uri("silver", dataset),
@@ -165,5 +168,8 @@ def _make_challenger(registry, dataset: str, version: str) -> None:
         registry.set_version_tags(
             dataset,
             replaced,
-            {"tidewater.status": "retired", "tidewater.retired_because": f"superseded by {version}"},
+            {
+                "tidewater.status": "retired",
+                "tidewater.retired_because": f"superseded by {version}",
+            },
         )

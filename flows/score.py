@@ -12,7 +12,7 @@ from flows.resources import (
     RUN_END_HOOKS,
     current_run_id,
     lake_of,
-    model_store_of,
+    registry_of,
     staging_uri_of,
     storage_options_of,
 )
@@ -40,7 +40,7 @@ def score(dataset: str, ds: str) -> dict:
     the day's merged feature and score histograms of each model that has a reference
     profile (full-data drift, read by the monitor)."""
     settings = current_settings()
-    lake, store, run_id = lake_of(settings), model_store_of(settings), current_run_id()
+    lake, registry, run_id = lake_of(settings), registry_of(settings), current_run_id()
     options = storage_options_of(settings)
     logger = get_run_logger()
     staging = staging_uri_of(settings, dataset, ds, run_id)
@@ -49,7 +49,7 @@ def score(dataset: str, ds: str) -> dict:
         cluster = inspect_cluster.submit().result()
         logger.info("scoring on %s", cluster.describe())
         publish_dashboard_link(cluster, key=artifact_key(f"dask-{dataset}-{ds}"))
-        models = resolve_models(store, dataset)
+        models = resolve_models(registry, dataset)
         shards = plan_shards(
             lake, dataset, ds, settings.shard_rows, settings.shard_bytes, cluster.threads
         )

@@ -5,6 +5,7 @@ so nothing of it (credentials least of all) is stored in Prefect's database."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,10 @@ class Settings(BaseSettings):
     landing_uri: str = ""
     lake_uri: str = ""
     reports_uri: str = ""
-    models_uri: str = ""
+    models_uri: str = Field(default="", description="artifact root of the model registry")
+    tracking_uri: str = Field(
+        default="", description="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI)"
+    )
     storage_options: Secret[dict[str, str]] = Field(
         default=Secret({}), description="fsspec / delta-rs options for remote URIs (JSON)"
     )
@@ -70,12 +74,12 @@ class Settings(BaseSettings):
         description="FairnessPolicy fields per dataset, `*` for all (JSON), e.g. "
         '{"*": {"min_group_size": 200}, "adult": {"dp_ratio_min": 0.8}}',
     )
-    gate_policy: dict[str, dict[str, float | int]] = Field(
+    gate_policy: dict[str, dict[str, float | int | list[str]]] = Field(
         default={},
         description="GatePolicy fields per dataset, `*` for all (JSON): how much worse than "
         'the champion a retrained candidate may be, e.g. {"*": {"max_auc_drop": 0.005}}',
     )
-    shadow_policy: dict[str, dict[str, float | int]] = Field(
+    shadow_policy: dict[str, dict[str, float | int | list[str]]] = Field(
         default={},
         description="ShadowPolicy fields per dataset, `*` for all (JSON): the challenger's "
         'shadow window and promotion rule, e.g. {"adult": {"shadow_days": 5}}',
@@ -139,6 +143,10 @@ class Settings(BaseSettings):
             "lake_uri": self.lake_uri or str(home / "lake"),
             "reports_uri": self.reports_uri or str(home / "reports"),
             "models_uri": self.models_uri or str(home / "models"),
+            # Production names its MLflow server the standard way; else an embedded SQLite file.
+            "tracking_uri": self.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI", "")
+            or f"sqlite:///{home / 'mlflow.db'}",
         }
         for name, value in defaults.items():
             object.__setattr__(self, name, value)

@@ -68,7 +68,11 @@ def shadow(dataset: str, ds: str, champion: str, challenger: str) -> dict:
         entry.model_version = challenger
         entry.verdict = verdict.decision
         entry.report = page
-        entry.details = {"champion": champion, "day": day.to_json(), "reasons": list(verdict.reasons)}
+        entry.details = {
+            "champion": champion,
+            "day": day.to_json(),
+            "reasons": list(verdict.reasons),
+        }
     get_run_logger().info(
         "%s ds=%s: challenger %s beside champion %s, %s (%s)",
         dataset,

@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from datasets import get_dataset
-from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, model_store_of
+from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, registry_of
 from flows.settings import current_settings
 from tasks.labels import attach_labels, known_labels
 from tasks.ledger import ledger_stage, succeeded_days
@@ -59,7 +59,7 @@ def train(dataset: str, days: list[str] | None = None, promote: bool = True) -> 
             "labels": {"version": labels_version, "rows_labelled_by_feed": from_feed},
         }
         card = register_model(
-            model_store_of(settings), dataset, spec.roles, trained, trained_on, promote
+            registry_of(settings), dataset, spec.roles, trained, trained_on, promote
         )
         entry.rows_in = len(frame)
         entry.model_version = card.version

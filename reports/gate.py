@@ -5,7 +5,7 @@ rows out."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
@@ -14,25 +14,49 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
-from reports.fairness import Disparity, FairnessPolicy, FairnessResult, assess_fairness
+from reports.fairness import (
+    DEMOGRAPHIC_PARITY_DIFFERENCE,
+    DEMOGRAPHIC_PARITY_RATIO,
+    EQUALIZED_ODDS_DIFFERENCE,
+    Disparity,
+    FairnessPolicy,
+    FairnessResult,
+    assess_fairness,
+)
 from reports.summaries import _cell, _table
 
 QUALITY_METRICS = ("auc", "logloss", "brier", "calibration_error")
 CALIBRATION_BINS = 10
 NO_LABELS = "no labelled held-out rows to judge quality on"
+DISPARITY_METRICS = (
+    DEMOGRAPHIC_PARITY_DIFFERENCE,
+    DEMOGRAPHIC_PARITY_RATIO,
+    EQUALIZED_ODDS_DIFFERENCE,
+)
+GATED_DISPARITIES = (DEMOGRAPHIC_PARITY_RATIO, EQUALIZED_ODDS_DIFFERENCE)
 
 
 @dataclass(frozen=True)
 class GatePolicy:
     """How much worse than the champion a candidate may be on the same held-out rows.
 
-    Fairness uses `FairnessPolicy.regression_tolerance` (see `fairness_regressions`)."""
+    Fairness uses `FairnessPolicy.regression_tolerance` (see `fairness_regressions`) on the
+    disparities named in `fairness_metrics`. By default the scale-free ones: demographic
+    parity *ratio* (the four-fifths rule) and equalized odds (conditioned on the true label);
+    the demographic parity *difference* is reported but not gated, because it grows with the
+    base rate: a candidate fitted to a richer population selects more people in every group
+    and widens the difference while keeping the ratio."""
 
     max_auc_drop: float = 0.01
     max_logloss_rise: float = 0.02
     max_calibration_error_rise: float = 0.02
+    fairness_metrics: tuple[str, ...] = GATED_DISPARITIES
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fairness_metrics", tuple(self.fairness_metrics))  # from JSON
+        unknown = set(self.fairness_metrics) - set(DISPARITY_METRICS)
+        if unknown:
+            raise ValueError(f"fairness_metrics: unknown {sorted(unknown)}")
         for name in ("max_auc_drop", "max_logloss_rise", "max_calibration_error_rise"):
             value = getattr(self, name)
             if not value >= 0:  # also rejects NaN
@@ -141,7 +165,10 @@ class FairnessRegression:
 
 
 def fairness_regressions(
-    new: FairnessResult | None, champion: FairnessResult | None, tolerance: float
+    new: FairnessResult | None,
+    champion: FairnessResult | None,
+    tolerance: float,
+    metrics: Collection[str] = GATED_DISPARITIES,
 ) -> tuple[FairnessRegression, ...]:
     """The breaches of `new` that count against it, both scored on the same rows.
 
@@ -151,14 +178,16 @@ def fairness_regressions(
     at about the same level is the data's, not the new model's. A breach the champion has no
     value for counts. Without a champion result every breach counts. Unlike `regressions`
     (a day against the model's own holdout) the estimates are compared, not the interval
-    bounds: on the same rows the row sampling noise is shared."""
+    bounds: on the same rows the row sampling noise is shared. Only disparities named in
+    `metrics` count (see `GatePolicy`)."""
     if new is None:
         return ()
+    breaches = [d for d in new.breaches if d.metric in metrics]
     if champion is None:
-        return tuple(FairnessRegression(d, None, tolerance, False) for d in new.breaches)
+        return tuple(FairnessRegression(d, None, tolerance, False) for d in breaches)
     baseline = {(d.metric, d.attributes): d for d in champion.disparities}
     found = []
-    for d in new.breaches:
+    for d in breaches:
         before = baseline.get((d.metric, d.attributes))
         if before is not None and before.value is not None and before.breached:
             worse = d.value - before.value if d.upper_bound else before.value - d.value
@@ -223,7 +252,9 @@ def judge_candidate(
             checks.append(check)
             if reason:
                 reasons.append(f"quality: {reason}")
-    for check, reason in _fairness_checks(candidate, champion, fairness_tolerance):
+    for check, reason in _fairness_checks(
+        candidate, champion, fairness_tolerance, policy.fairness_metrics
+    ):
         checks.append(check)
         if reason:
             reasons.append(f"fairness: {reason}")
@@ -273,14 +304,14 @@ def _quality_checks(
 
 
 def _fairness_checks(
-    candidate: Evaluation, champion: Evaluation | None, tolerance: float
+    candidate: Evaluation, champion: Evaluation | None, tolerance: float, metrics: Collection[str]
 ) -> list[tuple[GateCheck, str | None]]:
     if candidate.fairness is None:
         return []
     baseline = None if champion is None else champion.fairness
     failed = {
         (r.disparity.metric, r.disparity.attributes): r
-        for r in fairness_regressions(candidate.fairness, baseline, tolerance)
+        for r in fairness_regressions(candidate.fairness, baseline, tolerance, metrics)
     }
     theirs = {} if baseline is None else {(d.metric, d.attributes): d for d in baseline.disparities}
     out = []
@@ -291,7 +322,9 @@ def _fairness_checks(
         other = theirs.get(key)
         op = "≤" if d.upper_bound else "≥"
         limit = f"{op} {d.threshold:g}"
-        if baseline is not None:
+        if d.metric not in metrics:
+            limit = "reported, not gated (moves with the base rate)"
+        elif baseline is not None:
             limit += f", or within {tolerance:g} of a champion that breaches too"
         regression = failed.get(key)
         check = GateCheck(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reports.fairness import FairnessPolicy, assess_fairness
-from reports.gate import fairness_regressions, quality_of
+from reports.gate import DISPARITY_METRICS, GATED_DISPARITIES, fairness_regressions, quality_of
 from reports.profile import psi
 from reports.summaries import _cell, _table
 
@@ -33,8 +33,13 @@ class ShadowPolicy:
     max_auc_drop: float = 0.01
     min_labelled_rows: int = 200
     threshold: float = 0.5
+    fairness_metrics: tuple[str, ...] = GATED_DISPARITIES  # as in `GatePolicy`
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fairness_metrics", tuple(self.fairness_metrics))  # from JSON
+        unknown = set(self.fairness_metrics) - set(DISPARITY_METRICS)
+        if unknown:
+            raise ValueError(f"fairness_metrics: unknown {sorted(unknown)}")
         if self.shadow_days < 1:
             raise ValueError(f"shadow_days must be at least 1, got {self.shadow_days}")
         if not self.max_auc_drop >= 0:
@@ -146,7 +151,10 @@ def compare_shadow(
             for d in after.disparities
         )
         tolerance = fairness_policy.regression_tolerance
-        regressions = tuple(r.describe() for r in fairness_regressions(after, before, tolerance))
+        regressions = tuple(
+            r.describe()
+            for r in fairness_regressions(after, before, tolerance, policy.fairness_metrics)
+        )
 
     rows = len(frame)
     return ShadowDay(

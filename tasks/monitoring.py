@@ -35,8 +35,8 @@ from reports.profile import profile_drift
 from tasks import step
 from tasks.labels import attach_labels, known_labels
 from tasks.lake import Lake
-from tasks.model_store import ModelStore
 from tasks.profiles import load_day_histograms
+from tasks.registry import ModelRegistry
 from tasks.training import labels_of
 
 METRICS_SCHEMA = pa.schema(
@@ -105,12 +105,12 @@ def assess_drift(
 
 @step(retries=2)
 def full_data_drift(
-    lake: Lake, store: ModelStore, dataset: str, ds: str, model_version: str
+    lake: Lake, registry: ModelRegistry, dataset: str, ds: str, model_version: str
 ) -> DriftResult | None:
     """Drift of every scored row of the day from the model's reference profile, from the
     histograms the score step counted; None for a model without a profile or a day the
     score step counted none for."""
-    profile = store.profile(dataset, model_version)
+    profile = registry.profile(dataset, model_version)
     histograms = load_day_histograms(lake, dataset, ds, model_version)
     if profile is None or histograms is None:
         return None

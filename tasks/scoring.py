@@ -22,13 +22,13 @@ from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix
 from tasks.lake import Lake, StagedFile
-from tasks.model_store import ModelCard, ModelStore
 from tasks.profiles import (
     HistogramPass,
     check_profile_matches,
     merge_histograms,
     write_day_histograms,
 )
+from tasks.registry import ModelCard, ModelRegistry, load_profile, read_verified_model
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -65,12 +65,35 @@ class Shard:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model version to score with, and the role its rows are tagged with."""
+    """A model version to score with, and the role its rows are tagged with, resolved once
+    on the driver into what workers need: the card, where the model JSON and profile lie,
+    and the checksum the registry holds. Workers read the bytes directly (no registry
+    database) and verify them."""
 
     dataset: str
     version: str
     role: str
-    store: ModelStore
+    card: ModelCard = field(repr=False)
+    model_json_uri: str
+    profile_uri: str
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def checksum(self) -> str:
+        return self.card.checksum
+
+    @classmethod
+    def resolve(cls, registry: ModelRegistry, dataset: str, version: str, role: str) -> ModelRef:
+        locations = registry.locations(dataset, version)
+        return cls(
+            dataset,
+            version,
+            role,
+            registry.card(dataset, version),
+            locations["model_json"],
+            locations["profile"],
+            dict(registry.storage_options),
+        )
 
 
 @dataclass(frozen=True)
@@ -159,19 +182,24 @@ def cached_forest(model: ModelRef) -> tuple[ModelCard, Forest]:
     its bytes are checked against the registry's checksum on load, and the forest stays
     cached (the GPU launcher keeps its arrays on the device), so scoring a shard never ships
     the model again."""
-    key = (model.store.root, model.dataset, model.version)
+    key = (model.model_json_uri, model.checksum)
     if key not in _FORESTS:
-        stored = model.store.load(model.dataset, model.version)
-        _FORESTS[key] = (stored.card, compile_forest(stored.model_json))
+        model_json = read_verified_model(
+            model.model_json_uri,
+            model.checksum,
+            model.storage_options,
+            f"{model.dataset} {model.version}",
+        )
+        _FORESTS[key] = (model.card, compile_forest(model_json))
     return _FORESTS[key]
 
 
 def cached_profile(model: ModelRef) -> ReferenceProfile | None:
     """The model's reference profile (None when stored without one), loaded once per worker
     process and checked against the model's features."""
-    key = (model.store.root, model.dataset, model.version)
+    key = (model.profile_uri, model.checksum)
     if key not in _PROFILES:
-        profile = model.store.profile(model.dataset, model.version)
+        profile = load_profile(model.profile_uri, model.storage_options)
         if profile is not None:
             check_profile_matches(profile, cached_forest(model)[0].feature_spec)
         _PROFILES[key] = profile
@@ -436,7 +464,7 @@ def commit_histograms(
         raise ValueError("two results for one shard: a shard's rows would count twice")
     written = {}
     for model in models:
-        profile = model.store.profile(model.dataset, model.version)
+        profile = load_profile(model.profile_uri, model.storage_options)
         if profile is None:
             continue
         shards = [r.histograms.get(model.version) for r in results]
@@ -520,13 +548,13 @@ class ShardProgress:
 
 
 @step
-def resolve_models(store: ModelStore, dataset: str) -> list[ModelRef]:
+def resolve_models(registry: ModelRegistry, dataset: str) -> list[ModelRef]:
     """The champion, then the challenger if one is named: the models a day is scored with."""
-    aliases = store.aliases(dataset)
+    aliases = registry.aliases(dataset)
     if "champion" not in aliases:
         raise LookupError(f"no champion model for {dataset}: train one first")
-    refs = [ModelRef(dataset, aliases["champion"], "champion", store)]
+    refs = [ModelRef.resolve(registry, dataset, aliases["champion"], "champion")]
     challenger = aliases.get("challenger")
     if challenger and challenger != aliases["champion"]:
-        refs.append(ModelRef(dataset, challenger, "challenger", store))
+        refs.append(ModelRef.resolve(registry, dataset, challenger, "challenger"))
     return refs

@@ -17,8 +17,8 @@ from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix, learn_feature_spec
 from tasks.lake import Lake
-from tasks.model_store import ModelCard, ModelStore
 from tasks.profiles import build_profile
+from tasks.registry import ModelCard, ModelRegistry
 
 DEFAULT_PARAMS = {
     "objective": "binary:logistic",
@@ -183,32 +183,39 @@ def fit_model(
     return trained
 
 
+def model_card_fields(
+    dataset: str, roles: FeatureRoles, trained: TrainedModel, trained_on: dict
+) -> dict:
+    """What the model card of a trained model says (its version and checksum aside)."""
+    return {
+        "dataset": dataset,
+        "created_at": datetime.now(UTC).isoformat(),
+        "objective": trained.params["objective"],
+        "features": trained.spec.to_json(),
+        "target": roles.target,
+        "positive_label": roles.positive_label,
+        "trained_on": trained_on,
+        "metrics": trained.metrics,
+        "params": trained.params,
+    }
+
+
 @step(retries=2)
 def register_model(
-    store: ModelStore,
+    registry: ModelRegistry,
     dataset: str,
     roles: FeatureRoles,
     trained: TrainedModel,
     trained_on: dict,
     promote: bool,
 ) -> ModelCard:
-    """Store the trained model as a new version; name it champion when `promote`."""
-    card = store.save(
-        {
-            "dataset": dataset,
-            "created_at": datetime.now(UTC).isoformat(),
-            "objective": trained.params["objective"],
-            "features": trained.spec.to_json(),
-            "target": roles.target,
-            "positive_label": roles.positive_label,
-            "trained_on": trained_on,
-            "metrics": trained.metrics,
-            "params": trained.params,
-        },
+    """Log the training and register it as a new version; name it champion when `promote`."""
+    card = registry.register_model(
+        model_card_fields(dataset, roles, trained, trained_on),
         trained.model_json(),
         trained.reference,
         profile=trained.profile,
     )
     if promote:
-        store.set_alias(dataset, "champion", card.version)
+        registry.set_alias(dataset, "champion", card.version)
     return card

@@ -66,3 +66,24 @@ def settings(home, dask_address):
 
     with use_settings(Settings(home=home, dask_address=dask_address)) as settings:
         yield settings
+
+
+@pytest.fixture(scope="session")
+def mlflow_db_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite registry, migrated once per session (a first use takes seconds)."""
+    from tasks.registry import ModelRegistry
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    ModelRegistry(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "models")).versions("x")
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def registry(tmp_path, mlflow_db_template):
+    """A model registry of its own: a copy of the empty database, artifacts in tmp_path."""
+    import shutil
+
+    from tasks.registry import ModelRegistry
+
+    shutil.copyfile(mlflow_db_template, tmp_path / "mlflow.db")
+    return ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "models"))

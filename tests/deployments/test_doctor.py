@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -32,7 +33,7 @@ from deployments.doctor import (
     run_checks,
 )
 from flows.settings import Settings
-from tasks.model_store import ModelStore
+from tasks.registry import ModelRegistry
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -277,8 +278,13 @@ def test_a_check_that_crashes_becomes_a_fail(home):
 # --- model registry, GPU, versions ----------------------------------------------------
 
 
-def save_model(store: ModelStore, dataset: str) -> str:
-    card = store.save(
+def save_model(registry: ModelRegistry, dataset: str) -> str:
+    import numpy as np
+    import xgboost as xgb
+
+    X = np.random.default_rng(0).random((50, 2))
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(X, label=X[:, 0] > 0.5), 2)
+    card = registry.register_model(
         {
             "dataset": dataset,
             "created_at": "2024-01-01T00:00:00Z",
@@ -287,27 +293,30 @@ def save_model(store: ModelStore, dataset: str) -> str:
             "target": "label",
             "positive_label": "1",
         },
-        b'{"learner": {}}',
+        bytes(booster.save_raw(raw_format="json")),
         pd.DataFrame({"x": [1.0]}),
     )
     return card.version
 
 
 def test_the_model_registry_reports_champions_and_catches_a_tampered_model(tmp_path):
-    uri = str(tmp_path / "models")
-    assert "no models yet" in check_model_registry(uri).detail
-    store = ModelStore(uri)
-    store.set_alias("adult", "champion", save_model(store, "adult"))
-    check = check_model_registry(uri)
+    uri, models = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "models")
+    assert "no registry yet" in check_model_registry(uri, models).detail
+    registry = ModelRegistry(uri, models)
+    assert registry.versions("adult") == []  # creates the database
+    assert "no models yet" in check_model_registry(uri, models).detail
+    registry.set_alias("adult", "champion", save_model(registry, "adult"))
+    check = check_model_registry(uri, models)
     assert check.status == "ok" and "adult champion v1 of 1" in check.detail
 
-    save_model(store, "bank")
-    check = check_model_registry(uri)
+    save_model(registry, "bank")
+    check = check_model_registry(uri, models)
     assert check.status == "warn" and "no champion for bank" in check.detail
     assert "tidewater train" in check.fix
 
-    (tmp_path / "models" / "adult" / "v1" / "model.json").write_bytes(b'{"learner": 1}')
-    check = check_model_registry(uri)
+    model_json = registry.locations("adult", "v1")["model_json"]
+    Path(model_json).write_bytes(b'{"learner": 1}')
+    check = check_model_registry(uri, models)
     assert check.status == "fail" and "ModelIntegrityError" in check.detail
 
 

@@ -93,3 +93,82 @@ def test_doctor_names_what_is_wrong_and_how_to_fix_it(tmp_path):
     assert "fail" in landing
     lake = next(line for line in doctor.stdout.splitlines() if "storage lake" in line)
     assert "ok" in lake
+
+
+def _register_two_versions(home: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+
+    from tasks.registry import ModelRegistry
+
+    registry = ModelRegistry(f"sqlite:///{home / 'mlflow.db'}", str(home / "models"))
+    for seed in range(2):
+        X = np.random.default_rng(seed).random((100, 2))
+        booster = xgb.train(
+            {"objective": "binary:logistic"}, xgb.DMatrix(X, label=X[:, 0] > 0.5), 2
+        )
+        registry.register_model(
+            {
+                "dataset": "adult",
+                "created_at": f"2024-01-0{seed + 1}T00:00:00+00:00",
+                "objective": "binary:logistic",
+                "features": {"numeric": ["a", "b"], "categorical": [], "vocabulary": {}},
+                "target": "income",
+                "positive_label": ">50K",
+                "trained_on": {"version": 3 + seed, "ds": ["2024-01-01", f"2024-01-0{seed + 2}"]},
+                "metrics": {"auc": 0.8 + seed / 10},
+            },
+            bytes(booster.save_raw(raw_format="json")),
+            pd.DataFrame({"a": [1.0]}),
+        )
+    registry.set_alias("adult", "champion", "v1")
+    registry.set_alias("adult", "challenger", "v2")
+
+
+def test_model_list_show_promote_rollback(tmp_path, prefect_api):
+    home = tmp_path / "home"
+    _register_two_versions(home)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return tidewater("model", *args, home=home, api=prefect_api)
+
+    listed = run("list", "adult")
+    assert listed.returncode == 0, listed.stderr
+    v1 = next(line for line in listed.stdout.splitlines() if "│ v1" in line)
+    v2 = next(line for line in listed.stdout.splitlines() if "│ v2" in line)
+    assert "champion" in v1 and "2024-01-01..2024-01-02" in v1 and "0.8000" in v1
+    assert "challenger" in v2 and "0.9000" in v2
+
+    shown = run("show", "adult")
+    assert shown.returncode == 0, shown.stderr
+    assert "tidewater-adult v1" in shown.stdout and '"checksum"' in shown.stdout
+
+    promoted = run("promote", "adult", "v2", "--reason", "shadow passed")
+    assert promoted.returncode == 0, promoted.stderr
+    assert "champion v1 -> v2" in promoted.stdout
+    listed = run("list", "adult").stdout
+    assert "champion" in next(line for line in listed.splitlines() if "│ v2" in line)
+    assert "retired" in next(line for line in listed.splitlines() if "│ v1" in line)
+
+    rolled = run("rollback", "adult")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "champion v2 -> v1" in rolled.stdout
+
+    from tasks.lake import Lake
+    from tasks.ledger import read_ledger
+
+    ledger = read_ledger(Lake(str(home / "lake")), "adult")
+    assert list(ledger["stage"]) == ["promote", "rollback"]
+    assert ledger["details"][0]["reason"] == "shadow passed"
+    assert ledger["details"][1] == {
+        "from": "v2",
+        "to": "v1",
+        "by": "cli",
+        "reason": "rolled back from the CLI",
+    }
+
+    for bad in (("promote", "adult", "v9"), ("show", "adult", "v9"), ("list", "nosuch")):
+        failed = run(*bad)
+        assert failed.returncode == 2, failed.stdout + failed.stderr
+        assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr

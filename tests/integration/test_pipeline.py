@@ -12,7 +12,7 @@ import pytest
 
 from datasets import adult, get_dataset, row_id
 from flows.pipeline import pipeline
-from flows.resources import lake_of, model_store_of
+from flows.resources import lake_of, registry_of
 from flows.settings import Settings, use_settings
 from tasks.lake import RUN_ID_KEY
 from tasks.ledger import read_ledger
@@ -93,7 +93,7 @@ def test_each_commit_carries_the_run_id_the_ledger_records(settings, runs):
 
 
 def test_the_model_records_the_silver_version_it_was_trained_on(settings, runs):
-    store = model_store_of(settings)
+    store = registry_of(settings)
     card = store.card(DATASET, store.alias(DATASET, "champion"))
     pinned = lake_of(settings).read(
         "silver",
@@ -103,6 +103,7 @@ def test_the_model_records_the_silver_version_it_was_trained_on(settings, runs):
     )
     assert pinned.num_rows == len(table(settings, "silver", card.trained_on["ds"][0]))
     assert store.load(DATASET, card.version).card.checksum == card.checksum
+    assert card.tags["tidewater.silver_version"] == str(card.trained_on["version"])
 
 
 def test_planted_drift_is_flagged_on_its_day_only(settings, runs):

@@ -79,7 +79,7 @@ def test_a_good_candidate_becomes_the_challenger_once_per_window(with_champion):
     row = _retrain_row(settings)
     assert row["status"] == "succeeded" and row["model_version"] == "v2"
     checks = {check["name"] for check in row["details"]["gate"]["checks"]}
-    assert {"auc", "logloss", "calibration_error"} <= checks
+    assert {"AUC", "log-loss", "calibration error"} <= checks, checks
 
     # Two more requests for the same window at once: both answer with the first decision.
     results: list = []

@@ -100,14 +100,14 @@ def test_drift_requests_a_retrain_the_automation_runs_it_and_the_challenger_is_p
     with temporary_settings({PREFECT_API_URL: operator.env["PREFECT_API_URL"]}):
         at = datetime.now(UTC)
         events = [
-            emit_retrain_request("adult", window[-1], window, ["test"], "v2", {})
-            for _ in range(2)
+            emit_retrain_request("adult", window[-1], window, ["test"], "v2", {}) for _ in range(2)
         ]
         runs = [wait_for_triggered_run("retrain/adult-retrain", event, at) for event in events]
     assert all(run.succeeded for run in runs), runs
-    assert registry.find_versions("adult", {"tidewater.window": "2024-01-06..2024-01-07"}) == [
-        "v3"
-    ] or registry.find_versions("adult", {"tidewater.window": "2024-01-06..2024-01-07"}) == []
+    assert (
+        registry.find_versions("adult", {"tidewater.window": "2024-01-06..2024-01-07"}) == ["v3"]
+        or registry.find_versions("adult", {"tidewater.window": "2024-01-06..2024-01-07"}) == []
+    )
     retrains = read_ledger(_lake(operator.env), "adult")
     decided = retrains[
         (retrains["stage"] == "retrain")

@@ -20,7 +20,7 @@ import xgboost as xgb
 from distributed import Client
 
 from datasets import get_dataset
-from flows.resources import lake_of, model_store_of
+from flows.resources import lake_of, registry_of
 from flows.score import score
 from flows.settings import Settings, use_settings
 from tasks.cluster import ClusterSpec, local_cluster
@@ -52,7 +52,7 @@ def seed_silver(settings: Settings, ds: str, rows: int, seed: int = 0) -> pd.Dat
 
 def train_champion(settings: Settings, frame: pd.DataFrame, rounds: int = 60):
     trained = train_classifier(frame, ADULT.roles, rounds=rounds)
-    store = model_store_of(settings)
+    store = registry_of(settings)
     card = register_model.fn(store, "adult", ADULT.roles, trained, {"ds": [DS]}, promote=True)
     return card, trained
 
@@ -87,7 +87,7 @@ def test_any_number_of_workers_gives_the_single_process_and_xgboost_answer(score
     assert len(score_entry(settings)["details"]["shards"]) == 5
 
     rows = pa.Table.from_pandas(frame, preserve_index=False)
-    models = [ModelRef("adult", card.version, "champion", model_store_of(settings))]
+    models = [ModelRef.resolve(registry_of(settings), "adult", card.version, "champion")]
     single, _, _ = score_rows(rows, models, DS, "single")
     single = single[card.version].to_pandas().sort_values("_row_id").reset_index(drop=True)
     np.testing.assert_array_equal(scored["score"].to_numpy(), single["score"].to_numpy())
@@ -164,7 +164,7 @@ def test_the_score_step_leaves_one_histograms_slice_of_every_row(scored_day, das
         days.append(load_day_histograms.fn(lake, "adult", DS, card.version))
         assert f"histograms@{card.version}" in score_entry(settings)["delta_versions"]
     first, second = days
-    profile = model_store_of(settings).profile("adult", card.version)
+    profile = registry_of(settings).profile("adult", card.version)
     assert profile == trained.profile and list(first) == [c.name for c in profile.columns]
     assert {name: int(counts.sum()) for name, counts in first.items()} == dict.fromkeys(
         first, len(frame)
@@ -270,7 +270,9 @@ def test_gpu_out_of_memory_halves_the_batch(scored_day):
     from tasks.scoring import cached_forest, predict_in_batches
 
     rows = pa.Table.from_pandas(frame, preserve_index=False)
-    _, forest = cached_forest(ModelRef("adult", card.version, "champion", model_store_of(settings)))
+    _, forest = cached_forest(
+        ModelRef.resolve(registry_of(settings), "adult", card.version, "champion")
+    )
     pool = cupy.cuda.MemoryPool()
     pool.set_limit(size=6 * 2**20)
     cupy.cuda.set_allocator(pool.malloc)

@@ -17,6 +17,7 @@ from reports.fairness import (
     FairnessResult,
 )
 from reports.gate import (
+    DISPARITY_METRICS,
     NO_LABELS,
     Evaluation,
     GatePolicy,
@@ -196,10 +197,23 @@ def disparities(**values: float | None) -> FairnessResult:
     ],
 )
 def test_fairness_regressions_rule(candidate, champion, counts):
-    found = fairness_regressions(disparities(**candidate), disparities(**champion), 0.05)
+    found = fairness_regressions(
+        disparities(**candidate), disparities(**champion), 0.05, DISPARITY_METRICS
+    )
     assert bool(found) is counts
     if found and champion.get(next(iter(candidate))) is not None:
         assert found[0].describe().endswith("on the same rows (tolerance 0.05)")
+
+
+def test_the_parity_difference_is_reported_but_not_gated_by_default():
+    """A candidate fitted to a richer population selects more in every group: the
+    difference widens with the base rate while the ratio holds."""
+    candidate = disparities(ratio=0.62, difference=0.25)
+    champion = disparities(ratio=0.60, difference=0.15)
+    assert fairness_regressions(candidate, champion, 0.05) == ()
+    assert fairness_regressions(candidate, champion, 0.05, DISPARITY_METRICS)
+    with pytest.raises(ValueError, match="unknown"):
+        GatePolicy(fairness_metrics=("parity",))
 
 
 def test_fairness_regressions_without_a_champion_count_every_breach():
@@ -208,7 +222,9 @@ def test_fairness_regressions_without_a_champion_count_every_breach():
         "demographic_parity_ratio of race 0.70 < 0.8, no champion to compare with"
     ]
     assert fairness_regressions(None, None, 0.05) == ()
-    missing = fairness_regressions(disparities(difference=0.3), disparities(), 0.05)
+    missing = fairness_regressions(
+        disparities(difference=0.3), disparities(), 0.05, DISPARITY_METRICS
+    )
     assert missing[0].describe() == (
         "demographic_parity_difference of race 0.30 > 0.1, the champion has no value on the "
         "same rows"

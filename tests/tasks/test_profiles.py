@@ -12,13 +12,13 @@ from kernels.histogram import histogram, quantile_edges
 from reports.profile import HistogramDriftThresholds, profile_drift
 from tasks.features import feature_matrix
 from tasks.lake import Lake
-from tasks.model_store import ModelStore
 from tasks.profiles import (
     HISTOGRAMS_SCHEMA,
     TAIL_QUANTILES,
     load_day_histograms,
     numeric_edges,
 )
+from tasks.registry import ModelRegistry
 from tasks.scoring import ModelRef, ShardScores, commit_histograms, score_and_profile_rows
 from tasks.training import register_model, train_classifier
 
@@ -32,10 +32,9 @@ def trained():
 
 
 @pytest.fixture
-def store(tmp_path, trained) -> ModelStore:
-    store = ModelStore(str(tmp_path / "models"))
-    register_model.fn(store, "adult", ADULT.roles, trained, {"ds": [DS]}, promote=True)
-    return store
+def store(registry, trained) -> ModelRegistry:
+    register_model.fn(registry, "adult", ADULT.roles, trained, {"ds": [DS]}, promote=True)
+    return registry
 
 
 def test_the_profile_covers_the_model_inputs_then_the_score(trained):
@@ -69,10 +68,9 @@ def test_numeric_edges_give_a_point_mass_its_own_bin():
     assert numeric_edges(np.array([np.nan], np.float32), 10).size == 0
 
 
-def test_the_profile_is_stored_with_the_model(store, trained, tmp_path):
+def test_the_profile_is_stored_with_the_model(store, trained):
     assert store.profile("adult", "v1") == trained.profile
-    old = ModelStore(str(tmp_path / "old"))
-    old.save(
+    old = store.register_model(
         {
             "dataset": "adult",
             "created_at": "2024-01-01",
@@ -84,7 +82,7 @@ def test_the_profile_is_stored_with_the_model(store, trained, tmp_path):
         trained.model_json(),
         trained.reference,
     )
-    assert old.profile("adult", "v1") is None  # models stored before profiles existed
+    assert store.profile("adult", old.version) is None  # a model stored without one
 
 
 @pytest.mark.parametrize("batch_rows", [97, 777, 4096, 1 << 20])
@@ -92,7 +90,7 @@ def test_histograms_of_the_scoring_pass_equal_one_histogram_of_the_day(store, ba
     frame = ADULT.synthesize(3_000, seed=1)
     frame["_row_id"] = [f"r{i}" for i in range(len(frame))]
     rows = pa.Table.from_pandas(frame, preserve_index=False)
-    model = ModelRef("adult", "v1", "champion", store)
+    model = ModelRef.resolve(store, "adult", "v1", "champion")
     outputs, _, _, counts = score_and_profile_rows(
         rows, [model], DS, "run", device="cpu", batch_rows=batch_rows
     )
@@ -113,7 +111,7 @@ def test_histograms_of_the_scoring_pass_equal_one_histogram_of_the_day(store, ba
 
 
 def test_a_clean_unseen_day_is_clean_and_planted_drift_is_flagged(store):
-    model = ModelRef("adult", "v1", "champion", store)
+    model = ModelRef.resolve(store, "adult", "v1", "champion")
     profile = store.profile("adult", "v1")
 
     def day(drift: float, seed: int) -> dict[str, np.ndarray]:
@@ -149,7 +147,7 @@ def _shard(index: int, rows: int, counts: dict[str, np.ndarray] | None) -> Shard
 
 def test_day_histograms_are_committed_once_per_slice_and_read_back(store, tmp_path):
     lake = Lake(str(tmp_path / "lake"))
-    model = ModelRef("adult", "v1", "champion", store)
+    model = ModelRef.resolve(store, "adult", "v1", "champion")
     profile = store.profile("adult", "v1")
     parts = [
         {c.name: (i + 1) * c.reference for c in profile.columns}  # shard i: (i+1) x reference
@@ -184,9 +182,9 @@ def test_day_histograms_are_committed_once_per_slice_and_read_back(store, tmp_pa
         commit_histograms.fn(lake, "adult", DS, [model], wrong, "run-c")
 
 
-def test_models_without_a_profile_write_no_histograms(trained, tmp_path):
-    store = ModelStore(str(tmp_path / "models"))
-    store.save(
+def test_models_without_a_profile_write_no_histograms(trained, registry, tmp_path):
+    store = registry
+    store.register_model(
         {
             "dataset": "adult",
             "created_at": "2024-01-01",
@@ -199,6 +197,6 @@ def test_models_without_a_profile_write_no_histograms(trained, tmp_path):
         trained.reference,
     )
     lake = Lake(str(tmp_path / "lake"))
-    model = ModelRef("adult", "v1", "champion", store)
+    model = ModelRef.resolve(store, "adult", "v1", "champion")
     assert commit_histograms.fn(lake, "adult", DS, [model], [_shard(0, 10, None)], "r") == {}
     assert lake.table("histograms", "adult") is None
