@@ -200,7 +200,7 @@ def model_card_fields(
     }
 
 
-@step(retries=2)
+@step  # no retries: a retry after the version was created would register a second one
 def register_model(
     registry: ModelRegistry,
     dataset: str,
