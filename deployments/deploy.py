@@ -53,7 +53,9 @@ def retrain_trigger(dataset: str) -> DeploymentEventTrigger:
             "days": "{{ event.payload.days }}",
             "reasons": "{{ event.payload.reasons }}",
             "requested_on": "{{ event.payload.ds }}",
-            "event_id": "{{ event.id }}",
+            # a plain-Jinja parameter renders as text: Prefect wraps a lone `{{ ... }}` in
+            # `| tojson`, which cannot serialise the event's UUID (the action then fails)
+            "event_id": {"__prefect_kind": "jinja", "template": "{{ event.id }}"},
         },
     )
 

@@ -23,18 +23,23 @@ class TriggeredRun:
 
 
 def wait_for_triggered_run(
-    deployment: str, event_id: str, requested_at: datetime, timeout_seconds: float = 600
+    deployment: str,
+    event_id: str,
+    requested_at: datetime,
+    timeout_seconds: float = 600,
+    created_within_seconds: float = 60,
 ) -> TriggeredRun:
     """Wait until the run of `deployment` ("flow/deployment") whose `event_id` parameter is
-    `event_id` has ended (it is created by the deployment's trigger, then run by a worker);
-    TimeoutError when none has ended after `timeout_seconds`."""
+    `event_id` has ended (it is created by the deployment's trigger, then run by a worker).
+    TimeoutError when the trigger created no run within `created_within_seconds`, or the run
+    has not ended after `timeout_seconds`."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-    deadline = time.monotonic() + timeout_seconds
+    started = time.monotonic()
     with get_client(sync_client=True) as client:
         deployment_id = client.read_deployment_by_name(deployment).id
-        while time.monotonic() < deadline:
+        while True:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
                 limit=50,
@@ -42,11 +47,20 @@ def wait_for_triggered_run(
             mine = [run for run in runs if (run.parameters or {}).get("event_id") == event_id]
             if mine and mine[0].state and mine[0].state.is_final():
                 return _described(mine[0], requested_at)
+            waited = time.monotonic() - started
+            if not mine and waited > created_within_seconds:
+                raise TimeoutError(
+                    f"the trigger of {deployment} created no run for event {event_id} within "
+                    f"{created_within_seconds:.0f} s: see the automation's events in the "
+                    "Prefect UI (Automations) and the server log"
+                )
+            if waited > timeout_seconds:
+                raise TimeoutError(
+                    f"the run of {deployment} for event {event_id} did not end within "
+                    f"{timeout_seconds:.0f} s: is a worker running on the work pool "
+                    "(tidewater serve)?"
+                )
             time.sleep(1.0)
-    raise TimeoutError(
-        f"no run of {deployment} for event {event_id} ended within {timeout_seconds:.0f} s: "
-        "is a worker running on the work pool (tidewater serve)?"
-    )
 
 
 def _described(run, requested_at: datetime) -> TriggeredRun:

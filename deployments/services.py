@@ -118,15 +118,19 @@ def http_ok(url: str) -> Callable[[], bool]:
     return lambda: answers(url)
 
 
-def online_workers(pool: str) -> Callable[[], bool]:
-    """Whether a worker of `pool` has sent its heartbeat to the Prefect API."""
+def online_workers(pool: str, api_url: str) -> Callable[[], bool]:
+    """Whether a worker of `pool` has sent its heartbeat to the Prefect API at `api_url`."""
 
     def check() -> bool:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
         try:
-            with get_client(sync_client=True) as client:
+            with (
+                temporary_settings({PREFECT_API_URL: api_url}),
+                get_client(sync_client=True) as client,
+            ):
                 workers = client.read_workers_for_work_pool(
                     pool, worker_filter=WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))
                 )

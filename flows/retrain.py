@@ -8,10 +8,18 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from datasets import get_dataset
-from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, registry_of
+from flows.resources import (
+    RUN_END_HOOKS,
+    cluster_spec_of,
+    current_run_id,
+    dask_address_of,
+    lake_of,
+    registry_of,
+)
 from flows.settings import current_settings
 from reports import artifact_key, publish_markdown
 from reports.gate import evaluate, gate_markdown, judge_candidate
+from tasks.cluster import scheduler_at
 from tasks.concurrency import one_at_a_time
 from tasks.labels import attach_labels, known_labels
 from tasks.ledger import ledger_stage
@@ -67,7 +75,7 @@ def retrain(
             labels, labels_version = known_labels(lake, spec)
             frame, from_feed = attach_labels(frame, labels, spec)
             holdout = newest_holdout(frame, spec.roles.target)
-            trained = fit_model(frame, spec.roles, settings.min_holdout_auc, holdout=holdout)
+            trained = _fit(frame, spec, settings, holdout, logger)
             held_out = frame[holdout]
             fairness = settings.fairness_policy_for(dataset)
             candidate = evaluate(
@@ -158,6 +166,18 @@ def retrain(
         else "rejected: " + "; ".join(gate.reasons),
     )
     return outcome
+
+
+def _fit(frame, spec, settings, holdout, logger):
+    """Fit the candidate: in this process, or on the Dask cluster (`xgboost.dask`) when the
+    window has at least `dask_train_min_rows` rows."""
+    if len(frame) < settings.dask_train_min_rows:
+        return fit_model(frame, spec.roles, settings.min_holdout_auc, holdout=holdout)
+    with scheduler_at(dask_address_of(settings), cluster_spec_of(settings)) as address:
+        logger.info("training on %d rows on the Dask cluster at %s", len(frame), address)
+        return fit_model(
+            frame, spec.roles, settings.min_holdout_auc, holdout=holdout, dask_address=address
+        )
 
 
 def _make_challenger(registry, dataset: str, version: str) -> None:

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     monitor_max_rows: int = Field(default=100_000, ge=1000)
     bootstrap_min_rows: int = Field(default=1000, ge=1)
     train_window_days: int = Field(default=7, ge=1, description="default training window")
+    dask_train_min_rows: int = Field(
+        default=2_000_000, ge=1, description="a training on this many rows runs on Dask"
+    )
     min_holdout_auc: float = Field(
         default=0.6, ge=0.0, le=1.0, description="a model below it on its holdout is refused"
     )

@@ -137,6 +137,16 @@ def local_cluster(spec: ClusterSpec) -> Iterator[str]:
             logging.getLogger(__name__).warning("the local Dask cluster did not close: %s", error)
 
 
+@contextmanager
+def scheduler_at(address: str | None, spec: ClusterSpec) -> Iterator[str]:
+    """`address` when given, else that of a local cluster that lives as long as the block."""
+    if address:
+        yield address
+        return
+    with local_cluster(spec) as started:
+        yield started
+
+
 def _worker_device() -> str:
     from kernels import gpu_available
 

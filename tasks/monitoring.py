@@ -150,9 +150,25 @@ def assess_bias(
     baseline = None
     with_protected = dataset.derive_protected(reference)
     if set(protected) <= set(with_protected.columns):
-        baseline = assess_fairness(with_protected, protected, policy)
+        baseline = _reference_fairness(with_protected, tuple(protected), policy)
     found = regressions(result, baseline, policy.regression_tolerance)
     return BiasAssessment(result, baseline, tuple(found))
+
+
+_REFERENCE_FAIRNESS: dict[tuple, FairnessResult] = {}
+
+
+def _reference_fairness(
+    reference: pd.DataFrame, protected: tuple[str, ...], policy: FairnessPolicy
+) -> FairnessResult:
+    """The fairness of a model's reference, computed once per process: every day a model
+    monitors (and every recomputation when labels land) compares with the same rows."""
+    key = (int(pd.util.hash_pandas_object(reference, index=False).sum()), protected, policy)
+    if key not in _REFERENCE_FAIRNESS:
+        if len(_REFERENCE_FAIRNESS) >= 8:
+            _REFERENCE_FAIRNESS.clear()
+        _REFERENCE_FAIRNESS[key] = assess_fairness(reference, protected, policy)
+    return _REFERENCE_FAIRNESS[key]
 
 
 def fairness_summary(bias: BiasAssessment | None) -> list[str]:

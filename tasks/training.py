@@ -96,10 +96,12 @@ def train_classifier(
     params: dict | None = None,
     seed: int = 0,
     holdout: np.ndarray | None = None,
+    dask_address: str | None = None,
 ) -> TrainedModel:
     """A booster trained on labelled rows of `frame`, evaluated on a seeded 20% holdout, or
     on the rows of `frame` that the boolean mask `holdout` marks (a retraining holds out the
-    newest rows, so that its reference is the newest data it saw).
+    newest rows, so that its reference is the newest data it saw). With `dask_address` the
+    boosting runs on that Dask cluster's workers (`xgboost.dask`), the rows split among them.
 
     The reference window drift is measured against is the holdout with the model's score:
     out-of-sample, so an unseen day from the same population does not look drifted. It
@@ -124,8 +126,7 @@ def train_classifier(
     else:
         holdout = np.asarray(holdout, dtype=bool)[has_label]
     params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
-    train = xgb.DMatrix(X[~holdout], label=y[~holdout], feature_names=list(spec.names))
-    booster = xgb.train(params, train, num_boost_round=rounds)
+    booster = _boost(params, X[~holdout], y[~holdout], list(spec.names), rounds, dask_address)
     scores = booster.predict(xgb.DMatrix(X, feature_names=list(spec.names)))
     metrics = _holdout_metrics(y[holdout], scores[holdout])
     protected = [c for c in roles.protected if c in labelled.columns and c not in spec.names]
@@ -144,6 +145,28 @@ def train_classifier(
         holdout_scores=scores[holdout],
         profile=build_profile(spec, X[~holdout], X[holdout], scores[holdout]),
     )
+
+
+def _boost(
+    params: dict, X: np.ndarray, y: np.ndarray, names: list[str], rounds: int, dask_address
+) -> xgb.Booster:
+    if dask_address is None:
+        train = xgb.DMatrix(X, label=y, feature_names=names)
+        return xgb.train(params, train, num_boost_round=rounds)
+    import dask.array as da
+    from distributed import Client
+    from xgboost import dask as dxgb
+
+    with Client(dask_address) as client:
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        rows = max(1, -(-len(X) // workers))
+        train = dxgb.DaskDMatrix(
+            client,
+            da.from_array(X, chunks=(rows, X.shape[1])),
+            da.from_array(y, chunks=rows),
+            feature_names=names,
+        )
+        return dxgb.train(client, params, train, num_boost_round=rounds)["booster"]
 
 
 def _holdout_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -176,9 +199,11 @@ def fit_model(
     min_auc: float,
     seed: int = 0,
     holdout: np.ndarray | None = None,
+    dask_address: str | None = None,
 ) -> TrainedModel:
-    """Train, then refuse (`ModelRefused`) a model that fails a sanity gate."""
-    trained = train_classifier(frame, roles, seed=seed, holdout=holdout)
+    """Train (on the Dask cluster at `dask_address` when given), then refuse
+    (`ModelRefused`) a model that fails a sanity gate."""
+    trained = train_classifier(frame, roles, seed=seed, holdout=holdout, dask_address=dask_address)
     check_model_sanity(trained.holdout_labels, trained.holdout_scores, min_auc)
     return trained
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect.flows import Flow
 
 ROOT = Path(__file__).resolve().parents[1]
-FLOWS = ["ingest", "validate", "train", "score", "monitor", "pipeline"]
+FLOWS = ["ingest", "validate", "train", "score", "monitor", "pipeline", "retrain", "shadow"]
 
 
 def test_every_flow_loads():
@@ -24,9 +24,12 @@ def test_every_registered_dataset_gets_a_daily_and_a_retrain_deployment():
     deployments = {d.name: d for d in build_deployments(dataset_names())}
     for dataset in dataset_names():
         daily, retrain = deployments[f"{dataset}-daily"], deployments[f"{dataset}-retrain"]
-        assert (daily.flow_name, retrain.flow_name) == ("pipeline", "train")
+        assert (daily.flow_name, retrain.flow_name) == ("pipeline", "retrain")
         assert [s.schedule.cron for s in daily.schedules] == ["0 2 * * *"]
         assert not retrain.schedules
+        [trigger] = retrain.triggers
+        assert trigger.expect == {"tidewater.retrain.requested"}
+        assert trigger.match.get("prefect.resource.id") == [f"tidewater.dataset.{dataset}"]
     for deployment in deployments.values():
         module, name = deployment.entrypoint.rsplit(".", 1)
         flow = getattr(importlib.import_module(module), name)

@@ -146,3 +146,25 @@ def test_a_failed_retrain_leaves_the_champion_untouched(with_champion):
     assert registry.versions("adult") == ["v1"]
     row = _retrain_row(settings)
     assert row["status"] == "failed" and "both classes" in row["error"]
+
+
+@pytest.mark.slow
+def test_a_window_of_dask_train_min_rows_or_more_trains_on_the_dask_cluster(with_champion):
+    from distributed import Client, get_task_stream
+
+    from tasks.cluster import ClusterSpec, local_cluster
+
+    for i, ds in enumerate(WINDOW):
+        seed_day(with_champion, ds, ADULT.synthesize(ROWS, drift=1.0, seed=10 + i))
+    with local_cluster(ClusterSpec(workers=2, device="cpu")) as address, Client(address) as client:
+        settings = with_champion.model_copy(
+            update={"dask_address": address, "dask_train_min_rows": 2 * ROWS}
+        )
+        with use_settings(settings), get_task_stream(client) as stream:
+            outcome = retrain("adult", days=WINDOW)
+    assert outcome["gate"] == "passed", outcome
+    # xgboost.dask runs one training task ("fn", reduced by "first_valid") on each worker
+    from dask.utils import key_split
+
+    trainers = {task["worker"] for task in stream.data if key_split(task["key"]) == "fn"}
+    assert len(trainers) == 2, stream.data

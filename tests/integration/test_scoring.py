@@ -121,7 +121,11 @@ def test_a_killed_worker_costs_a_retry_not_a_row(tmp_path, prefect_api):
             worker.start()
             _kill_the_first_worker_to_start_a_shard(run, pids)
             worker.join(300)
-    assert outcome["result"] == {"scored": 200_000, "model_version": "v1"}
+    assert outcome["result"] == {
+        "scored": 200_000,
+        "model_version": "v1",
+        "models": {"v1": "champion"},
+    }
     scored = predictions(settings)
     assert len(scored) == 200_000 and scored["_row_id"].is_unique
     details = score_entry(settings)["details"]
@@ -199,7 +203,12 @@ def test_two_runs_of_one_day_at_once_converge_to_one_slice(scored_day, dask_addr
             thread.start()
         for thread in threads:
             thread.join(300)
-    assert results == [{"scored": 20_000, "model_version": card.version}] * 2
+    one_slice = {
+        "scored": 20_000,
+        "model_version": card.version,
+        "models": {card.version: "champion"},
+    }
+    assert results == [one_slice] * 2
     scored = predictions(settings)
     assert len(scored) == 20_000 and scored["_row_id"].is_unique
     assert set(scored["_row_id"]) == set(frame["_row_id"])
