@@ -47,8 +47,9 @@ test: env
 test-slow: env
 	$(VENV)/bin/python -m pytest -m slow
 
+# The CUDA emulation is C++ whatever the Python: its cases run once, in `test`.
 test-newest: env-newest
-	$(NEWEST_VENV)/bin/python -m pytest -m "$(FAST)"
+	$(NEWEST_VENV)/bin/python -m pytest -m "$(FAST)" --ignore=tests/kernels/test_kernels_cuda_emulated.py
 
 # The fast tests on another supported Python, e.g. the GPU machines' 3.12 (not part of `make
 # test`): make test-python PY=3.12

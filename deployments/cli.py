@@ -672,6 +672,8 @@ def deploy() -> None:
     console.print(f"work pool: {applied.work_pool}")
     for name in applied.deployments:
         console.print(f"deployment: {name}")
+    for name in applied.triggers:
+        console.print(f"trigger: {name}")
     for name in applied.automations:
         console.print(f"automation: {name}")
     if not applied.automations:

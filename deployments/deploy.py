@@ -37,6 +37,7 @@ class Applied:
     work_pool: str
     deployments: list[str]
     automations: list[str]
+    triggers: list[str]
 
 
 def retrain_trigger(dataset: str) -> DeploymentEventTrigger:
@@ -156,9 +157,10 @@ def apply_alerts(webhook_url: str) -> list[str]:
 def apply_all(datasets: list[str], work_pool: str, webhook_url: str | None) -> Applied:
     """Work pool, deployments, and (when a webhook is configured) alert automations."""
     ensure_work_pool(work_pool)
-    names = []
+    names, triggers = [], []
     for deployment in build_deployments(datasets):
-        deployment.apply(work_pool_name=work_pool)
+        deployment.apply(work_pool_name=work_pool)  # replaces the deployment's triggers too
         names.append(f"{deployment.flow_name}/{deployment.name}")
+        triggers += [trigger.name for trigger in deployment.triggers]
     automations = apply_alerts(webhook_url) if webhook_url else []
-    return Applied(work_pool, names, automations)
+    return Applied(work_pool, names, automations, triggers)

@@ -30,6 +30,7 @@ def tidewater(
     return subprocess.run([TIDEWATER, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # minutes of CLI subprocesses: run by `make test-slow` (CI runs both)
 def test_land_run_status(tmp_path, prefect_api):
     home = tmp_path / "home"
     landed = tidewater(
@@ -126,6 +127,7 @@ def _register_two_versions(home: Path) -> None:
     registry.set_alias("adult", "challenger", "v2")
 
 
+@pytest.mark.slow  # minutes of CLI subprocesses: run by `make test-slow` (CI runs both)
 def test_model_list_show_promote_rollback(tmp_path, prefect_api):
     home = tmp_path / "home"
     _register_two_versions(home)

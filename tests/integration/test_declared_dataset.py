@@ -64,6 +64,7 @@ def land_features(home: Path, lines: list[str]) -> list[np.ndarray]:
     return per_day
 
 
+@pytest.mark.slow  # minutes of CLI subprocesses: run by `make test-slow` (CI runs both)
 def test_from_headerless_files_to_a_champion_and_a_scored_day(tmp_path, prefect_api):
     home = tmp_path / "home"
     lines = upstream_lines()
@@ -110,6 +111,7 @@ def test_an_undeclared_file_kind_fails_the_day_naming_it_and_its_size(tmp_path, 
     assert "batch.txt: undeclared file kind (6 bytes)" in ran.stderr
 
 
+@pytest.mark.slow  # minutes of CLI subprocesses: run by `make test-slow` (CI runs both)
 def test_labels_that_land_later_make_the_first_model(tmp_path, prefect_api):
     home = tmp_path / "home"
     land_features(home, upstream_lines(labelled=False))

@@ -107,7 +107,8 @@ def test_serve_deploy_run_cancel_and_alert(operator):
         assert name in served.stdout
     deployed = operator("deploy")
     assert deployed.returncode == 0, deployed.stderr
-    assert "pipeline/adult-daily" in deployed.stdout and "train/adult-retrain" in deployed.stdout
+    assert "pipeline/adult-daily" in deployed.stdout and "retrain/adult-retrain" in deployed.stdout
+    assert "trigger: tidewater: retrain adult when requested" in deployed.stdout
     assert "automation: tidewater: run failed" in deployed.stdout
 
     # The first day runs through the worker on the served cluster (and trains the model).
