@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -287,11 +288,37 @@ def run(
     """Run the daily pipeline of DATASET for one day."""
     _dataset(dataset)
     settings = _settings()
+    _fail_unless_landed(dataset, _day(ds), settings)
     with _prefect(settings, verbose), _cluster(settings) as settings:
         failed = _run_days(dataset, [_day(ds)])
     _print_status(dataset, settings, days=[_day(ds)])
     if failed:
         raise typer.Exit(1)
+
+
+def _fail_unless_landed(dataset: str, ds: str, settings) -> None:
+    """A day with nothing landed fails at once, recorded in the ledger as a failed ingest,
+    before any server or cluster starts."""
+    from flows.resources import lake_of, storage_options_of
+    from tasks.landing import landed_days
+    from tasks.ledger import LedgerEntry, record_entry
+
+    if ds in landed_days(settings.landing_uri, dataset, storage_options_of(settings)):
+        return
+    folder = f"{settings.landing_uri.rstrip('/')}/{dataset}/ds={ds}/"
+    error = f"nothing landed for {dataset} ds={ds} (no {folder})"
+    record_entry(
+        lake_of(settings),
+        LedgerEntry(
+            dataset=dataset,
+            ds=ds,
+            stage="ingest",
+            run_id=f"cli-{uuid.uuid4()}",
+            status="failed",
+            error=f"NothingLanded: {error}",
+        ),
+    )
+    raise _fail(error)
 
 
 @app.command()
@@ -550,11 +577,40 @@ def _overrides(pairs: list[str]) -> dict[str, int | bool]:
 
 
 @app.command()
-def status(dataset: str) -> None:
-    """Per-day row counts, stage statuses and drift verdicts of DATASET, from the ledger."""
+def status(
+    dataset: str,
+    start: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    end: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="only the days that failed")] = False,
+) -> None:
+    """Per-day row counts, stage statuses and drift verdicts of DATASET, from the ledger,
+    for the days from START to END. Exits 1 when a day in range has a stage whose latest
+    run did not succeed (failed, crashed, interrupted, cancelled), 0 otherwise."""
+    from flows.resources import lake_of
+    from tasks.ledger import day_status
+
     _dataset(dataset)
-    if not _print_status(dataset, _settings()):
-        raise _fail(f"no runs of {dataset} recorded yet")
+    settings = _settings()
+    first, last = _day(start) if start else "", _day(end) if end else "9999-12-31"
+    rows = [row for row in day_status(lake_of(settings), dataset) if first <= row["ds"] <= last]
+    if not rows:
+        console.print(
+            f"no runs of {dataset} recorded" + (" in that range" if start or end else " yet")
+        )
+        return
+    bad = [row["ds"] for row in rows if _did_not_succeed(row)]
+    shown = bad if failed else [row["ds"] for row in rows]
+    if shown:
+        _print_status(dataset, settings, days=shown)
+    else:
+        console.print(f"no day of {dataset} in range failed")
+    if bad:
+        err.print(f"{len(bad)} of {len(rows)} days did not succeed: {', '.join(bad)}")
+        raise typer.Exit(1)
+
+
+def _did_not_succeed(row: dict) -> bool:
+    return any(state != "succeeded" for state in row["stages"].values())
 
 
 @app.command()

@@ -55,14 +55,29 @@ def test_errors_are_clear_and_exit_non_zero(tmp_path, prefect_api):
     assert unknown.returncode == 2 and "unknown dataset 'nosuch'" in unknown.stderr
 
     nothing = tidewater("status", "adult", home=home, api=prefect_api)
-    assert nothing.returncode == 1 and "no runs of adult" in nothing.stderr
+    assert nothing.returncode == 0 and "no runs of adult recorded yet" in nothing.stdout
 
     bad_date = tidewater("run", "adult", "--ds", "2024-13-40", home=home, api=prefect_api)
     assert bad_date.returncode == 2
 
-    missing_day = tidewater("run", "adult", "--ds", "2024-03-01", home=home, api=prefect_api)
+    # Nothing landed: one line, before any server or cluster starts, and a ledger row.
+    missing_day = tidewater("run", "adult", "--ds", "2024-03-01", home=home, api="http://x")
     assert missing_day.returncode == 1
-    assert "nothing landed for adult ds=2024-03-01" in missing_day.stderr
+    assert missing_day.stderr.strip().splitlines() == [
+        f"nothing landed for adult ds=2024-03-01 (no {home}/landing/adult/ds=2024-03-01/)"
+    ]
+    from tasks.lake import Lake
+    from tasks.ledger import read_ledger
+
+    [row] = read_ledger(Lake(str(home / "lake")), "adult").to_dict("records")
+    assert (row["ds"], row["stage"], row["status"]) == ("2024-03-01", "ingest", "failed")
+
+    # status exits 1 while a day in range failed, 0 otherwise
+    failed = tidewater("status", "adult", "--failed", home=home, api=prefect_api)
+    assert failed.returncode == 1 and "2024-03-01" in failed.stdout
+    assert "1 of 1 days did not succeed: 2024-03-01" in failed.stderr
+    later = tidewater("status", "adult", "--start", "2024-03-02", home=home, api=prefect_api)
+    assert later.returncode == 0 and "no runs of adult recorded in that range" in later.stdout
 
     env_error = subprocess.run(
         [TIDEWATER, "status", "adult"],
