@@ -1,0 +1,137 @@
+"""Backfill planning: which days of a range `tidewater backfill` reruns the daily pipeline
+for, and why. Pure: it reads what landed and what the ledger says (`day_status`'s rows),
+and touches nothing, so the plan can be printed before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+# `missing`: landed days the daily pipeline never completed; `failed`: landed days whose
+# latest attempt of a pipeline stage did not succeed; `all`: every landed day.
+BACKFILL_POLICIES = ("missing", "failed", "all")
+
+# What `flows.pipeline` runs for every day, in order (names of `tasks.ledger.STAGES`).
+# Labels, training and shadow run only on some days, so a day is complete without them.
+PIPELINE_STAGES = ("ingest", "validate", "score", "monitor")
+
+# The pipeline flow's own ledger row: it fails when something after the stages fails
+# (labels, shadow, the row accounting) or the run crashes or is cancelled.
+PIPELINE_RUN = "pipeline"
+
+# The reasons a day is given when it is not a failure.
+NOTHING_LANDED = "nothing landed"
+NEVER_SUCCEEDED = "landed, never succeeded"
+ALREADY_SUCCEEDED = "already succeeded"
+
+_REASON_WIDTH = 80
+
+
+@dataclass(frozen=True)
+class PlannedDay:
+    """One day of a backfill plan: whether it runs, why, and which stages run (in order;
+    empty when it does not run)."""
+
+    ds: str
+    run: bool
+    why: str
+    stages: tuple[str, ...]
+
+
+def plan_backfill(
+    landed: Sequence[str],
+    day_rows: Sequence[Mapping[str, Any]],
+    start: str,
+    end: str,
+    policy: str,
+    newest_first: bool = False,
+) -> list[PlannedDay]:
+    """Every day from `start` to `end` (inclusive, YYYY-MM-DD) once, oldest first (newest
+    first with `newest_first`), saying whether the backfill reruns it under `policy`.
+
+    `landed` are the days with a landing partition; `day_rows` are `day_status`'s rows (only
+    their "ds", "stages" and "errors" are read). A day with nothing landed never runs. Of
+    the landed days, `missing` runs those not complete (the latest run of every pipeline
+    stage succeeded), `failed` those whose latest attempt of a pipeline stage (or of the
+    pipeline run itself) did not succeed, and `all` every one. The ledger keeps only the
+    latest status of each stage, so a complete day whose rerun then failed counts as not
+    complete. Raises ValueError for an unknown policy, a malformed day or `start > end`.
+    """
+    if policy not in BACKFILL_POLICIES:
+        raise ValueError(
+            f"unknown backfill policy {policy!r}; expected one of {', '.join(BACKFILL_POLICIES)}"
+        )
+    first, last = _day(start, "start"), _day(end, "end")
+    if first > last:
+        raise ValueError(f"backfill range is reversed: start {start} is after end {end}")
+    landed_days = set(landed)
+    rows = {row["ds"]: row for row in day_rows}
+    plan = [_plan_day(ds, ds in landed_days, rows.get(ds), policy) for ds in _days(first, last)]
+    return plan[::-1] if newest_first else plan
+
+
+def plan_table_rows(plan: Iterable[PlannedDay]) -> list[tuple[str, str, str, str]]:
+    """(ds, "run" or "skip", why, stages joined by " → ") per planned day, for printing."""
+    return [(day.ds, "run" if day.run else "skip", day.why, " → ".join(day.stages)) for day in plan]
+
+
+def _plan_day(ds: str, landed: bool, row: Mapping[str, Any] | None, policy: str) -> PlannedDay:
+    if not landed:
+        return PlannedDay(ds, False, NOTHING_LANDED, ())
+    statuses = dict(row.get("stages") or {}) if row else {}
+    errors = dict(row.get("errors") or {}) if row else {}
+    failure = _latest_failure(statuses, errors)
+    complete = all(statuses.get(stage) == "succeeded" for stage in PIPELINE_STAGES)
+    if failure is not None:
+        why = failure
+    elif not complete:
+        why = _not_yet_run(statuses)
+    else:
+        why = ALREADY_SUCCEEDED
+    run = {
+        "missing": not complete,
+        "failed": failure is not None,
+        "all": True,
+    }[policy]
+    if run and policy == "all" and why == ALREADY_SUCCEEDED:
+        why = f"{ALREADY_SUCCEEDED}, rerun (all)"
+    return PlannedDay(ds, run, why, PIPELINE_STAGES if run else ())
+
+
+def _latest_failure(statuses: Mapping[str, str], errors: Mapping[str, Any]) -> str | None:
+    """The first pipeline stage (then the pipeline run) whose latest status is not
+    `succeeded`, as "last <stage> <status>: <error's first line>", or None."""
+    for stage in (*PIPELINE_STAGES, PIPELINE_RUN):
+        status = statuses.get(stage)
+        if status is not None and status != "succeeded":
+            error = _first_line(errors.get(stage))
+            return f"last {stage} {status}" + (f": {error}" if error else "")
+    return None
+
+
+def _not_yet_run(statuses: Mapping[str, str]) -> str:
+    """Why a landed day with no failure is not complete: it never ran, or a stage is absent."""
+    absent = [stage for stage in PIPELINE_STAGES if stage not in statuses]
+    if len(absent) == len(PIPELINE_STAGES):
+        return NEVER_SUCCEEDED
+    return f"landed, {absent[0]} never ran"
+
+
+def _first_line(error: Any) -> str:
+    if not isinstance(error, str):  # None, or NaN from a pandas row
+        return ""
+    line = error.strip().split("\n", 1)[0].strip()
+    return line if len(line) <= _REASON_WIDTH else line[: _REASON_WIDTH - 1] + "…"
+
+
+def _day(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"backfill {name} {text!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _days(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]

@@ -1,0 +1,160 @@
+"""A backfill plan lists every day of its range once and reruns exactly the landed days its
+policy picks, judged by the latest ledger status of each pipeline stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.backfill import (
+    BACKFILL_POLICIES,
+    PIPELINE_STAGES,
+    PlannedDay,
+    plan_backfill,
+    plan_table_rows,
+)
+from tasks.ledger import STAGES
+
+DONE = dict.fromkeys(PIPELINE_STAGES, "succeeded") | {"pipeline": "succeeded"}
+
+
+def row(ds: str, stages: dict[str, str], errors: dict[str, str] | None = None) -> dict:
+    """A row shaped like `day_status`'s (the columns the plan does not read left empty)."""
+    return {"ds": ds, "landed": 10, "verdict": None, "stages": stages, "errors": errors or {}}
+
+
+def to_run(plan: list[PlannedDay]) -> list[str]:
+    return [day.ds for day in plan if day.run]
+
+
+# 01 complete; 02 never ran; 03 validate failed; 04 score failed, then succeeded on a rerun;
+# 05 ingest crashed; 06 nothing landed; 07 stopped after ingest; 08 accounting failed.
+LANDED = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-07"]
+LANDED += ["2024-01-08"]
+ROWS = [
+    row("2024-01-01", DONE),
+    row(
+        "2024-01-03",
+        {"ingest": "succeeded", "validate": "failed", "pipeline": "failed"},
+        {"validate": "SchemaError: column age\nTraceback ...", "pipeline": "SchemaError"},
+    ),
+    row("2024-01-04", DONE),
+    row("2024-01-05", {"ingest": "crashed"}, {"ingest": "Crashed: worker died"}),
+    row("2024-01-07", {"ingest": "succeeded"}),
+    row("2024-01-08", DONE | {"pipeline": "failed"}, {"pipeline": "AccountingError: 3 rows"}),
+]
+
+
+def plan(policy: str, **kwargs) -> list[PlannedDay]:
+    return plan_backfill(LANDED, ROWS, "2024-01-01", "2024-01-08", policy, **kwargs)
+
+
+def test_every_day_of_the_range_is_listed_once_oldest_first():
+    for policy in BACKFILL_POLICIES:
+        days = [day.ds for day in plan(policy)]
+        assert days == [f"2024-01-0{n}" for n in range(1, 9)]
+
+
+def test_missing_replans_only_landed_days_that_never_completed():
+    assert to_run(plan("missing")) == ["2024-01-02", "2024-01-03", "2024-01-05", "2024-01-07"]
+    why = {day.ds: day.why for day in plan("missing")}
+    assert why["2024-01-01"] == "already succeeded"
+    assert why["2024-01-02"] == "landed, never succeeded"
+    assert why["2024-01-07"] == "landed, validate never ran"
+
+
+def test_missing_is_idempotent_once_every_day_succeeded():
+    done = [row(ds, DONE) for ds in LANDED]
+    again = plan_backfill(LANDED, done, "2024-01-01", "2024-01-08", "missing")
+    assert to_run(again) == []
+    assert {day.why for day in again if day.ds in LANDED} == {"already succeeded"}
+
+
+def test_failed_picks_only_days_whose_latest_attempt_did_not_succeed():
+    # 04 failed and then succeeded: its latest attempt is what counts; 02 and 07 never failed.
+    assert to_run(plan("failed")) == ["2024-01-03", "2024-01-05", "2024-01-08"]
+    why = {day.ds: day.why for day in plan("failed")}
+    assert why["2024-01-03"] == "last validate failed: SchemaError: column age"
+    assert why["2024-01-05"] == "last ingest crashed: Crashed: worker died"
+    assert why["2024-01-08"] == "last pipeline failed: AccountingError: 3 rows"
+    assert why["2024-01-04"] == "already succeeded"
+
+
+def test_failed_counts_interrupted_and_cancelled_attempts():
+    rows = [
+        row("2024-01-01", DONE | {"score": "interrupted"}),
+        row("2024-01-02", DONE | {"monitor": "cancelled"}, {"monitor": "Cancelled"}),
+    ]
+    picked = plan_backfill(["2024-01-01", "2024-01-02"], rows, "2024-01-01", "2024-01-02", "failed")
+    assert [day.why for day in picked] == [
+        "last score interrupted",
+        "last monitor cancelled: Cancelled",
+    ]
+    assert to_run(picked) == ["2024-01-01", "2024-01-02"]
+
+
+def test_all_picks_every_landed_day():
+    assert to_run(plan("all")) == LANDED
+    assert next(day.why for day in plan("all") if day.ds == "2024-01-01").startswith(
+        "already succeeded"
+    )
+
+
+def test_days_with_nothing_landed_are_listed_not_run():
+    for policy in BACKFILL_POLICIES:
+        (unlanded,) = [day for day in plan(policy) if day.ds == "2024-01-06"]
+        assert unlanded == PlannedDay("2024-01-06", False, "nothing landed", ())
+    # Ledger rows of a day whose landing partition is gone do not make it run.
+    gone = plan_backfill(
+        [], [row("2024-01-01", {"ingest": "failed"})], "2024-01-01", "2024-01-01", "all"
+    )
+    assert gone == [PlannedDay("2024-01-01", False, "nothing landed", ())]
+
+
+def test_days_that_run_run_the_pipeline_stages_in_order_and_skipped_days_none():
+    assert PIPELINE_STAGES == ("ingest", "validate", "score", "monitor")
+    assert set(PIPELINE_STAGES) <= set(STAGES)
+    for day in plan("missing"):
+        assert day.stages == (PIPELINE_STAGES if day.run else ())
+
+
+def test_newest_first_reverses_the_plan():
+    for policy in BACKFILL_POLICIES:
+        assert plan(policy, newest_first=True) == plan(policy)[::-1]
+
+
+def test_table_rows_say_run_or_skip_why_and_the_stages():
+    rows = plan_table_rows(plan("missing"))
+    assert rows[0] == ("2024-01-01", "skip", "already succeeded", "")
+    assert rows[1] == (
+        "2024-01-02",
+        "run",
+        "landed, never succeeded",
+        "ingest → validate → score → monitor",
+    )
+
+
+def test_a_long_error_is_cut_to_a_short_reason():
+    rows = [row("2024-01-01", {"ingest": "failed"}, {"ingest": "x" * 500 + "\nmore"})]
+    (day,) = plan_backfill(["2024-01-01"], rows, "2024-01-01", "2024-01-01", "failed")
+    assert day.run and day.why == "last ingest failed: " + "x" * 79 + "…"
+
+
+def test_an_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="unknown backfill policy 'latest'"):
+        plan_backfill(LANDED, ROWS, "2024-01-01", "2024-01-08", "latest")
+
+
+def test_a_reversed_range_is_refused():
+    with pytest.raises(ValueError, match="reversed"):
+        plan_backfill(LANDED, ROWS, "2024-01-08", "2024-01-01", "missing")
+
+
+def test_a_malformed_day_is_refused():
+    with pytest.raises(ValueError, match="not a day"):
+        plan_backfill(LANDED, ROWS, "2024-13-01", "2024-01-08", "missing")
+
+
+def test_a_one_day_range_plans_that_day():
+    assert to_run(plan_backfill(LANDED, ROWS, "2024-01-02", "2024-01-02", "missing")) == [
+        "2024-01-02"
+    ]
