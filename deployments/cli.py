@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -319,6 +320,62 @@ def _fail_unless_landed(dataset: str, ds: str, settings) -> None:
         ),
     )
     raise _fail(error)
+
+
+class BackfillPolicy(StrEnum):
+    missing = "missing"
+    failed = "failed"
+    all = "all"
+
+
+@app.command()
+def backfill(
+    dataset: str,
+    start: DateOption,
+    end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])],
+    policy: Annotated[BackfillPolicy, typer.Option()] = BackfillPolicy.missing,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
+    newest_first: Annotated[bool, typer.Option("--newest-first")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Rerun the daily pipeline of DATASET for the days from START to END that POLICY picks,
+    planned from the ledger and the landing zone: `missing` (landed, never completed),
+    `failed` (the latest attempt of a stage did not succeed) or `all` (every landed day).
+    Days with nothing landed are listed, not run. Runs in this process, one day at a time;
+    exits 1 if a day failed."""
+    from flows.resources import lake_of, storage_options_of
+    from tasks.backfill import plan_backfill, plan_table_rows
+    from tasks.landing import landed_days
+    from tasks.ledger import day_status
+
+    _dataset(dataset)
+    settings = _settings()
+    try:
+        plan = plan_backfill(
+            landed_days(settings.landing_uri, dataset, storage_options_of(settings)),
+            day_status(lake_of(settings), dataset),
+            _day(start),
+            _day(end),
+            policy.value,
+            newest_first,
+        )
+    except ValueError as error:
+        raise _fail(str(error), code=2) from None
+    table = Table(title=f"backfill of {dataset} {_day(start)}..{_day(end)} ({policy.value})")
+    for name in ("ds", "plan", "why", "runs"):
+        table.add_column(name)
+    for row in plan_table_rows(plan):
+        table.add_row(*row)
+    console.print(table)
+    days = [day.ds for day in plan if day.run]
+    if dry_run or not days:
+        console.print(f"{len(days)} of {len(plan)} days to run" + (" (dry run)" if dry_run else ""))
+        return
+    with _prefect(settings, verbose), _cluster(settings) as settings:
+        failed = _run_days(dataset, days)
+    _print_status(dataset, settings, days=days)
+    if failed:
+        raise _fail(f"{len(failed)} of {len(days)} days failed: {', '.join(failed)}")
 
 
 @app.command()

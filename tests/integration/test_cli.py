@@ -49,6 +49,43 @@ def test_land_run_status(tmp_path, prefect_api):
     assert "6,131" in row and "10" in row and "ok" in row
 
 
+@pytest.mark.slow  # minutes of CLI subprocesses: run by `make test-slow` (CI runs both)
+def test_backfill_plans_from_the_ledger_runs_what_is_missing_and_is_idempotent(
+    tmp_path, prefect_api
+):
+    from tasks.lake import Lake
+    from tasks.ledger import read_ledger
+
+    home = tmp_path / "home"
+    landed = tidewater("land", "adult", "--start", "2024-03-01", "--days", "2",
+                       "--no-bad-files", home=home, api=prefect_api)  # fmt: skip
+    assert landed.returncode == 0, landed.stderr
+
+    def backfill(*args: str) -> subprocess.CompletedProcess:
+        return tidewater("backfill", "adult", "--start", "2024-03-01", "--end", "2024-03-03",
+                         *args, home=home, api=prefect_api)  # fmt: skip
+
+    planned = backfill("--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    plan = [line.split("│")[1:5] for line in planned.stdout.splitlines() if "│ 2024-03" in line]
+    assert [[cell.strip() for cell in row] for row in plan] == [
+        ["2024-03-01", "run", "landed, never succeeded", "ingest → validate → score → monitor"],
+        ["2024-03-02", "run", "landed, never succeeded", "ingest → validate → score → monitor"],
+        ["2024-03-03", "skip", "nothing landed", ""],
+    ]
+    assert "2 of 3 days to run (dry run)" in planned.stdout
+    assert not (home / "lake").exists() or read_ledger(Lake(str(home / "lake")), "adult").empty
+
+    ran = backfill()
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    ledger = read_ledger(Lake(str(home / "lake")), "adult")
+    assert set(ledger["ds"]) == {"2024-03-01", "2024-03-02"}
+
+    again = backfill()
+    assert again.returncode == 0 and "0 of 3 days to run" in again.stdout
+    assert len(read_ledger(Lake(str(home / "lake")), "adult")) == len(ledger)
+
+
 def test_errors_are_clear_and_exit_non_zero(tmp_path, prefect_api):
     home = tmp_path / "home"
     unknown = tidewater("status", "nosuch", home=home, api=prefect_api)
@@ -64,7 +101,7 @@ def test_errors_are_clear_and_exit_non_zero(tmp_path, prefect_api):
     missing_day = tidewater("run", "adult", "--ds", "2024-03-01", home=home, api="http://x")
     assert missing_day.returncode == 1
     assert missing_day.stderr.strip().splitlines() == [
-        f"nothing landed for adult ds=2024-03-01 (no {home}/landing/adult/ds=2024-03-01/)"
+        f"error: nothing landed for adult ds=2024-03-01 (no {home}/landing/adult/ds=2024-03-01/)"
     ]
     from tasks.lake import Lake
     from tasks.ledger import read_ledger
