@@ -708,6 +708,8 @@ def _start_services(settings, worker: bool) -> Table:
     table.add_row("Prefect UI", api_url.removesuffix("/api"))
     table.add_row("Prefect API", api_url)
     starts = {"Dask scheduler": _start_dask, "Reports": _start_reports}
+    if _serves_reports(settings):  # runs of the worker link the reports server
+        env.setdefault("TIDEWATER_REPORTS_URL", _reports_url(settings.home))
     if worker:
         starts["Prefect worker"] = _start_worker
     with (
@@ -739,21 +741,38 @@ def _start_dask(settings, env: dict) -> str:
     return dask_address_of(settings)
 
 
+def _serves_reports(settings) -> bool:
+    """Whether the reports are a local folder (which `serve` serves over HTTP)."""
+    return "://" not in settings.reports_uri or settings.reports_uri.startswith("file://")
+
+
+def _reports_url(home: Path) -> str:
+    """The URL of the reports server: the running one's, else the one it will have."""
+    from deployments import services
+
+    running = services.running_service(home, "reports")
+    return running["url"] if running else f"http://127.0.0.1:{_reports_port(home)}"
+
+
 def _start_reports(settings, env: dict) -> str | None:
     """An HTTP server of a local reports folder; its URL (None for remote reports)."""
     from deployments import services
 
-    if "://" in settings.reports_uri and not settings.reports_uri.startswith("file://"):
+    if not _serves_reports(settings):
         return None
-    port = _reports_port(settings.home)
-    url = f"http://127.0.0.1:{port}"
+    url = _reports_url(settings.home)
     reports = Path(settings.reports_uri.removeprefix("file://"))
     reports.mkdir(parents=True, exist_ok=True)
     served = services.start_service(
         settings.home,
         "reports",
         services.python_module(
-            "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(reports)
+            "http.server",
+            url.rsplit(":", 1)[1],
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(reports),
         ),
         env,
         ready=services.http_ok(url + "/"),
