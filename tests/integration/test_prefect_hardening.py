@@ -190,6 +190,8 @@ def test_the_cli_without_the_credential_fails_clearly(server, tmp_path):
         TIDEWATER_HOME=str(tmp_path / "home"),
         PREFECT_API_URL=server.api_url,
     )
+    landed = tidewater("land", "adult", "--start", DS, "--days", "1", env=env)
+    assert landed.returncode == 0, landed.stderr
     ran = tidewater("run", "adult", "--ds", DS, env=env)
     assert ran.returncode == 1
     assert "wants basic auth (HTTP 401)" in ran.stderr
