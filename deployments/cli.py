@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -109,16 +110,9 @@ def _cluster(settings) -> Iterator:
     scheduler, `tidewater serve`'s cluster, or a local cluster for this command."""
     from flows.resources import cluster_spec_of, dask_address_of
     from flows.settings import use_settings
+    from tasks.cluster import scheduler_at
 
-    address = dask_address_of(settings)
-    if address:
-        settings = settings.model_copy(update={"dask_address": address})
-        with use_settings(settings):
-            yield settings
-        return
-    from tasks.cluster import local_cluster
-
-    with local_cluster(cluster_spec_of(settings)) as address:
+    with scheduler_at(dask_address_of(settings), cluster_spec_of(settings)) as address:
         settings = settings.model_copy(update={"dask_address": address})
         with use_settings(settings):
             yield settings
@@ -707,9 +701,11 @@ def _start_services(settings, worker: bool) -> Table:
     table = Table(title="tidewater serve", show_header=False)
     table.add_row("Prefect UI", api_url.removesuffix("/api"))
     table.add_row("Prefect API", api_url)
-    starts = {"Dask scheduler": _start_dask, "Reports": _start_reports}
-    if _serves_reports(settings):  # runs of the worker link the reports server
-        env.setdefault("TIDEWATER_REPORTS_URL", _reports_url(settings.home))
+    starts = {"Dask scheduler": _start_dask}
+    if _serves_reports(settings):  # decided first: runs of the worker link the reports server
+        reports_url = f"http://127.0.0.1:{_reports_port(settings.home)}"
+        env.setdefault("TIDEWATER_REPORTS_URL", reports_url)
+        starts["Reports"] = partial(_start_reports, url=reports_url)
     if worker:
         starts["Prefect worker"] = _start_worker
     with (
@@ -746,33 +742,18 @@ def _serves_reports(settings) -> bool:
     return "://" not in settings.reports_uri or settings.reports_uri.startswith("file://")
 
 
-def _reports_url(home: Path) -> str:
-    """The URL of the reports server: the running one's, else the one it will have."""
+def _start_reports(settings, env: dict, url: str) -> str:
+    """An HTTP server of the local reports folder at `url`; its URL."""
     from deployments import services
 
-    running = services.running_service(home, "reports")
-    return running["url"] if running else f"http://127.0.0.1:{_reports_port(home)}"
-
-
-def _start_reports(settings, env: dict) -> str | None:
-    """An HTTP server of a local reports folder; its URL (None for remote reports)."""
-    from deployments import services
-
-    if not _serves_reports(settings):
-        return None
-    url = _reports_url(settings.home)
     reports = Path(settings.reports_uri.removeprefix("file://"))
     reports.mkdir(parents=True, exist_ok=True)
+    port = url.rsplit(":", 1)[1]
     served = services.start_service(
         settings.home,
         "reports",
         services.python_module(
-            "http.server",
-            url.rsplit(":", 1)[1],
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            str(reports),
+            "http.server", port, "--bind", "127.0.0.1", "--directory", str(reports)
         ),
         env,
         ready=services.http_ok(url + "/"),
@@ -847,10 +828,15 @@ def _apply_deployments(settings):
 
 
 def _reports_port(home: Path) -> int:
-    """The reports server's port: the one it had before while free (artifacts already link
-    to it), else a new one, remembered under `home`."""
+    """The reports server's port: the running server's, else the one it had before while
+    free (artifacts already link to it), else a new one, remembered under `home`."""
     import socket
 
+    from deployments import services
+
+    running = services.running_service(home, "reports")
+    if running:
+        return int(running["url"].rsplit(":", 1)[1])
     remembered = home / "serve" / "reports.port"
     with socket.socket() as sock:
         try:
