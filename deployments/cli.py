@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -164,10 +166,16 @@ def _catch_up_labels(dataset: str, settings, lake) -> None:
             ingest_labels(dataset, ds)
 
 
-def _run_days(dataset: str, days: list[str], follow_retrains: bool = False) -> list[str]:
-    """Run the pipeline for each day; returns the days that failed (with their errors shown).
-    With `follow_retrains`, a day whose monitor requested a retrain waits for the retrain
-    run the deployment's trigger starts, so that the next day is scored with its outcome."""
+def _run_days(
+    dataset: str,
+    days: list[str],
+    follow_retrains: bool = False,
+    stages: tuple[str, ...] | None = None,
+) -> list[str]:
+    """Run the pipeline (or only `stages` of it) for each day; returns the days that failed
+    (with their errors shown). With `follow_retrains`, a day whose monitor requested a
+    retrain waits for the retrain run the deployment's trigger starts, so that the next day
+    is scored with its outcome."""
     from flows.pipeline import pipeline
 
     failed = []
@@ -176,7 +184,7 @@ def _run_days(dataset: str, days: list[str], follow_retrains: bool = False) -> l
         for ds in days:
             progress.update(bar, description=f"pipeline {dataset} ds={ds}")
             try:
-                result = pipeline(dataset, ds)
+                result = pipeline(dataset, ds, stages=list(stages) if stages else None)
             except Exception as error:  # noqa: BLE001 - reported, then the next day runs
                 failed.append(ds)
                 err.print(f"[red]ds={ds} failed:[/] {type(error).__name__}: {error}")
@@ -328,22 +336,33 @@ def backfill(
     start: DateOption,
     end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])],
     policy: Annotated[BackfillPolicy, typer.Option()] = BackfillPolicy.missing,
+    stages: Annotated[
+        list[str] | None,
+        typer.Option(help="rerun these stages (and what depends on them), e.g. score,monitor"),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
+    max_parallel: Annotated[int, typer.Option(min=1, help="days run at once")] = 2,
     newest_first: Annotated[bool, typer.Option("--newest-first")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="run in this process, not on the work pool")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Rerun the daily pipeline of DATASET for the days from START to END that POLICY picks,
     planned from the ledger and the landing zone: `missing` (landed, never completed),
     `failed` (the latest attempt of a stage did not succeed) or `all` (every landed day).
-    Days with nothing landed are listed, not run. Runs in this process, one day at a time;
-    exits 1 if a day failed."""
+    A day reruns from its first stage not done (what succeeded is reused; `all` and
+    --stages say otherwise). Days with nothing landed are listed, not run. The days run as
+    flow runs of the daily deployment on the work pool (tagged backfill:ID), or in this
+    process with --local, MAX_PARALLEL at once; exits 1 if a day failed."""
     from flows.resources import lake_of, storage_options_of
-    from tasks.backfill import plan_backfill, plan_table_rows
+    from tasks.backfill import plan_backfill
     from tasks.landing import landed_days
     from tasks.ledger import day_status
 
     _dataset(dataset)
     settings = _settings()
+    chosen = [name.strip() for text in stages or [] for name in text.split(",") if name.strip()]
     try:
         plan = plan_backfill(
             landed_days(settings.landing_uri, dataset, storage_options_of(settings)),
@@ -352,24 +371,189 @@ def backfill(
             _day(end),
             policy.value,
             newest_first,
+            stages=chosen or None,
         )
     except ValueError as error:
         raise _fail(str(error), code=2) from None
-    table = Table(title=f"backfill of {dataset} {_day(start)}..{_day(end)} ({policy.value})")
+    _print_plan(plan, f"backfill of {dataset} {_day(start)}..{_day(end)} ({policy.value})")
+    planned = [day for day in plan if day.run]
+    if dry_run or not planned:
+        console.print(
+            f"{len(planned)} of {len(plan)} days to run" + (" (dry run)" if dry_run else "")
+        )
+        return
+    from deployments.backfill import Backfill, DayRun
+
+    run = Backfill(
+        dataset,
+        _day(start),
+        _day(end),
+        policy.value,
+        "local" if local else "deployment",
+        max_parallel,
+        [DayRun(day.ds, day.stages) for day in planned],
+    )
+    with _prefect(settings, verbose):
+        if local:
+            with _cluster(settings) as settings:
+                _run_backfill(run, settings)
+        else:
+            _run_backfill(run, settings)
+    _print_status(dataset, settings, days=[day.ds for day in planned])
+    if run.failed():
+        for day in run.failed():
+            err.print(f"[red]{day.ds} failed:[/] {day.error}")
+        raise _fail(f"{len(run.failed())} of {len(planned)} days failed (backfill {run.id})")
+
+
+def _print_plan(plan, title: str) -> None:
+    from tasks.backfill import plan_table_rows
+
+    table = Table(title=title)
     for name in ("ds", "plan", "why", "runs"):
         table.add_column(name)
     for row in plan_table_rows(plan):
         table.add_row(*row)
     console.print(table)
-    days = [day.ds for day in plan if day.run]
-    if dry_run or not days:
-        console.print(f"{len(days)} of {len(plan)} days to run" + (" (dry run)" if dry_run else ""))
+
+
+def _run_backfill(run, settings) -> None:
+    """Refuse an overlap, run the days (the work pool's or this process's), show progress,
+    print the summary and publish it as an artifact."""
+    from deployments.backfill import BackfillOverlaps, InProcessDays, run_backfill, start_backfill
+    from flows.resources import lake_of, registry_of
+    from reports import artifact_key, backfill_markdown, publish_markdown
+    from tasks.concurrency import ensure_scoring_limits
+
+    lake = lake_of(settings)
+    days = InProcessDays(run) if run.mode == "local" else _deployment_days(run, settings, lake)
+    ensure_scoring_limits(settings.scoring_slots)
+    try:
+        start_backfill(lake, run)
+    except BackfillOverlaps as error:
+        raise _fail(str(error)) from None
+    console.print(f"{run.describe()}: {len(run.days)} days, {run.max_parallel} at once")
+    if run.mode == "deployment":
+        console.print(f"flow runs tagged [bold]{run.tag}[/] (filter on it in the Prefect UI)")
+    began = time.monotonic()
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} days"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+    def show(state) -> None:
+        counts = state.counts()
+        rows = sum(day.rows or 0 for day in state.days if day.state == "succeeded")
+        rate = rows / max(time.monotonic() - began, 1e-9)
+        progress.update(
+            bar,
+            completed=counts["succeeded"] + counts["failed"],
+            description=(
+                f"backfill {state.id}: {counts['succeeded']} done, {counts['running']} running, "
+                f"{counts['failed']} failed, {counts['queued']} queued · {rate:,.0f} rows/s"
+            ),
+        )
+
+    untrained = registry_of(settings).alias(run.dataset, "champion") is None
+    if untrained:
+        console.print(f"no champion of {run.dataset} yet: {run.days[0].ds} trains it, alone")
+    with progress:
+        bar = progress.add_task(f"backfill {run.id}", total=len(run.days))
+        try:
+            run_backfill(run, lake, days, show, first_alone=untrained)
+        except KeyboardInterrupt:
+            left = days.close()
+            still = f"; still running on the workers: {', '.join(left)}" if left else ""
+            err.print(f"backfill {run.id} interrupted{still}")
+            raise typer.Exit(130) from None
+    console.print(_backfill_table(run, time.monotonic() - began))
+    publish_markdown(
+        backfill_markdown(
+            run.describe(),
+            "failed" if run.failed() else "succeeded",
+            [asdict(day) for day in run.days],
+        ),
+        key=artifact_key(f"backfill-{run.dataset}-{run.id}"),
+        description=f"Backfill {run.id} of {run.dataset} {run.start}..{run.end}",
+    )
+
+
+def _deployment_days(run, settings, lake):
+    """Days as runs of the dataset's daily deployment (applied first when it is missing);
+    fails at once when no worker polls the work pool."""
+    from prefect.settings import PREFECT_API_URL
+
+    from deployments.backfill import DeploymentDays
+    from deployments.deploy import apply_all, deployment_exists
+    from deployments.services import online_workers
+
+    name = f"pipeline/{run.dataset}-daily"
+    if not deployment_exists(name):
+        from datasets import dataset_names
+
+        apply_all(dataset_names(), settings.work_pool, None, settings.scoring_slots)
+    if not online_workers(settings.work_pool, PREFECT_API_URL.value())():
+        raise _fail(
+            f"no worker polls the work pool {settings.work_pool!r} to run {name}: start one "
+            "with `tidewater serve`, or run the backfill in this process with --local"
+        )
+    return DeploymentDays(run, lake, name)
+
+
+def _backfill_table(run, seconds: float) -> Table:
+    table = Table(title=f"backfill {run.id} of {run.dataset}: {seconds:.0f} s")
+    for name in ("ds", "outcome", "stages", "flow run", "rows", "seconds", "error"):
+        table.add_column(name, justify="right" if name in ("rows", "seconds") else "left")
+    colours = {"succeeded": "green", "failed": "red"}
+    for day in run.days:
+        table.add_row(
+            day.ds,
+            f"[{colours.get(day.state, 'white')}]{day.state}[/]"
+            + (" (adopted)" if day.adopted else ""),
+            " → ".join(day.stages),
+            day.flow_run or "-",
+            _count(day.rows),
+            "-" if day.seconds is None else f"{day.seconds:.1f}",
+            (day.error or "").split("\n", 1)[0][:80],
+        )
+    return table
+
+
+@app.command()
+def repair(
+    dataset: str,
+    ds: DateOption,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Rerun, in this process, only the stages of one day of DATASET whose latest run did
+    not succeed or that never ran, and the stages after them (which read what they write);
+    what succeeded is reused. Exits 1 if the repair fails."""
+    from flows.resources import lake_of
+    from tasks.backfill import repair_stages
+    from tasks.ledger import day_status
+
+    _dataset(dataset)
+    settings = _settings()
+    day = _day(ds)
+    _fail_unless_landed(dataset, day, settings)
+    row = next((r for r in day_status(lake_of(settings), dataset) if r["ds"] == day), None)
+    stages = repair_stages(row)
+    if not stages:
+        console.print(f"nothing to repair: every stage of {dataset} ds={day} succeeded")
         return
+    reused = [name for name in (row or {}).get("stages", {}) if name not in stages]
+    console.print(
+        f"repairing {dataset} ds={day}: rerunning {' → '.join(stages)}"
+        + (f"; reusing {', '.join(reused)}" if reused else "")
+    )
     with _prefect(settings, verbose), _cluster(settings) as settings:
-        failed = _run_days(dataset, days)
-    _print_status(dataset, settings, days=days)
+        failed = _run_days(dataset, [day], stages=stages)
+    _print_status(dataset, settings, days=[day])
     if failed:
-        raise _fail(f"{len(failed)} of {len(days)} days failed: {', '.join(failed)}")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -823,7 +1007,10 @@ def _apply_deployments(settings):
 
         webhook = settings.alert_webhook_url
         return apply_all(
-            dataset_names(), settings.work_pool, webhook.get_secret_value() if webhook else None
+            dataset_names(),
+            settings.work_pool,
+            webhook.get_secret_value() if webhook else None,
+            settings.scoring_slots,
         )
 
 

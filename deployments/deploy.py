@@ -25,6 +25,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.schedules import Cron
 
 from reports import BREACH_EVENT, RETRAIN_EVENT
+from tasks.concurrency import ensure_scoring_limits
 
 DAILY_CRON = "0 2 * * *"
 ALERT_BLOCK = "tidewater-alerts"
@@ -98,6 +99,18 @@ def build_deployments(datasets: list[str]) -> list[RunnerDeployment]:
     return deployments
 
 
+def deployment_exists(name: str) -> bool:
+    """Whether the deployment `flow/deployment` is applied."""
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return False
+    return True
+
+
 def ensure_work_pool(name: str) -> None:
     """Create the process work pool `name` unless it exists."""
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
@@ -154,9 +167,13 @@ def apply_alerts(webhook_url: str) -> list[str]:
     return names
 
 
-def apply_all(datasets: list[str], work_pool: str, webhook_url: str | None) -> Applied:
-    """Work pool, deployments, and (when a webhook is configured) alert automations."""
+def apply_all(
+    datasets: list[str], work_pool: str, webhook_url: str | None, scoring_slots: int
+) -> Applied:
+    """Work pool, scoring limits, deployments, and (when a webhook is configured) alert
+    automations."""
     ensure_work_pool(work_pool)
+    ensure_scoring_limits(scoring_slots)
     names, triggers = [], []
     for deployment in build_deployments(datasets):
         deployment.apply(work_pool_name=work_pool)  # replaces the deployment's triggers too

@@ -12,6 +12,7 @@ from flows.labels import ingest_labels, labels_landed
 from flows.monitor import monitor
 from flows.resources import (
     RUN_END_HOOKS,
+    backfill_of_run,
     cluster_spec_of,
     current_run_id,
     dask_address_of,
@@ -29,6 +30,7 @@ from reports import artifact_key, publish_markdown, stage_summary_markdown
 from tasks.accounting import check_accounting, count_rows
 from tasks.backfill import PIPELINE_STAGES, with_dependents
 from tasks.cluster import dask_task_runner
+from tasks.concurrency import scoring_slot
 from tasks.ledger import day_stages, ledger_stage
 from tasks.registry import champion_version
 from tasks.schema_evolution import REBUILT_FROM, migrate_tables
@@ -66,7 +68,8 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             if champion_version(registry_of(settings), dataset) is None:
                 train(dataset, [ds])
             runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))
-            scored = score.with_options(task_runner=runner)(dataset, ds)
+            with scoring_slot(backfill=backfill_of_run() is not None):
+                scored = score.with_options(task_runner=runner)(dataset, ds)
         else:
             recorded = _reused(lake, dataset, ds, "score")
             scored = {"scored": recorded["rows_out"], "model_version": recorded["model_version"]}

@@ -76,6 +76,17 @@ def scheduled_day(ds: str | None, scheduled_start: datetime | None = None) -> st
     return (start - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
+BACKFILL_TAG = "backfill:"
+
+
+def backfill_of_run() -> str | None:
+    """The id of the backfill this flow run belongs to (its `backfill:{id}` tag), or None."""
+    tags = runtime.flow_run.tags or []
+    return next(
+        (tag.removeprefix(BACKFILL_TAG) for tag in tags if tag.startswith(BACKFILL_TAG)), None
+    )
+
+
 def pipeline_run_name() -> str:
     parameters = runtime.flow_run.parameters
     return f"pipeline-{parameters['dataset']}-{scheduled_day(parameters.get('ds'))}"

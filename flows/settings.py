@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     )
 
     work_pool: str = Field(default="tidewater", description="Prefect work pool of deployments")
+    scoring_slots: int = Field(
+        default=3, ge=1, description="pipeline runs that score at once (a backfill's: one fewer)"
+    )
     alert_webhook_url: SecretStr | None = Field(
         default=None, description="where `tidewater deploy`'s alert automations post"
     )

@@ -51,6 +51,7 @@ from reports.shadow import (
     shadow_metric_rows,
 )
 from reports.summaries import (
+    backfill_markdown,
     monitor_markdown,
     scoring_markdown,
     stage_summary_markdown,
@@ -58,6 +59,7 @@ from reports.summaries import (
 )
 
 __all__ = [
+    "backfill_markdown",
     "BREACH_EVENT",
     "RETRAIN_EVENT",
     "METRIC_KEYS",

@@ -199,3 +199,31 @@ def monitor_markdown(
         or "Reports: run `tidewater serve` for links.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def backfill_markdown(title: str, status: str, days: Sequence[Mapping[str, Any]]) -> str:
+    """One row per day of a backfill (outcome, stages run, flow run, rows, seconds, error)
+    under `title` and the backfill's `status`."""
+    ended = [day for day in days if day["state"] in ("succeeded", "failed")]
+    rows = [
+        (
+            day["ds"],
+            day["state"],
+            " → ".join(day["stages"]),
+            day.get("flow_run"),
+            _count(day.get("rows")),
+            _seconds(day.get("seconds")),
+            day.get("error"),
+        )
+        for day in days
+    ]
+    failed = sum(day["state"] == "failed" for day in days)
+    return "\n".join(
+        [
+            f"# {_cell(title)}",
+            "",
+            f"**{status}**: {len(ended) - failed} of {len(days)} days succeeded, {failed} failed",
+            "",
+            *_table(["ds", "outcome", "stages", "flow run", "rows", "seconds", "error"], rows),
+        ]
+    )

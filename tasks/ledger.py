@@ -29,7 +29,12 @@ STAGES = (
     "retire",
     "rollback",
     "pipeline",
+    "backfill",
 )
+
+# Stages of a range of days, not of one: recorded under the range's first day, and never
+# part of that day's status.
+RANGE_STAGES = ("backfill",)
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -136,11 +141,20 @@ def read_ledger(lake: Lake, dataset: str, ds: str | None = None) -> pd.DataFrame
 
 
 def latest_runs(lake: Lake, dataset: str) -> pd.DataFrame:
-    """The most recent row of each (ds, stage) of `dataset`."""
+    """The most recent row of each (ds, stage) of `dataset`, of the stages of one day."""
     frame = read_ledger(lake, dataset)
+    frame = frame[~frame["stage"].isin(RANGE_STAGES)]
     if frame.empty:
         return frame
     return frame.groupby(["ds", "stage"], as_index=False).tail(1).reset_index(drop=True)
+
+
+def backfill_records(lake: Lake, dataset: str) -> list[dict[str, Any]]:
+    """The latest ledger row of each backfill of `dataset` (its id is the row's run id),
+    oldest first."""
+    frame = read_ledger(lake, dataset)
+    frame = frame[frame["stage"] == "backfill"]
+    return frame.groupby("run_id", sort=False).tail(1).to_dict("records")
 
 
 def last_succeeded(lake: Lake, dataset: str, ds: str, stage: str) -> dict[str, Any] | None:
