@@ -13,9 +13,8 @@ import pytest
 
 from datasets import adult, get_dataset
 from tasks.accounting import count_rows
-from tasks.bronze import bronze_schema, build_partition, write_partition
+from tasks.bronze import bronze_schema
 from tasks.lake import Lake
-from tasks.landing import FileContent, LandedFile
 from tasks.ledger import LedgerEntry, day_status, read_ledger, record_entry
 from tasks.quarantine import (
     ReplayError,
@@ -33,35 +32,10 @@ DS = "2024-01-05"
 AGE_FORTY, HOURS_ABC, AGE_150, RACE_EMPTY = 2, 3, 5, 14
 
 
-def land_and_validate(lake: Lake, files: list[tuple[str, str]]) -> int:
-    """Ingest and validate `files` (name, CSV text) as day DS, as the flows do; returns the
-    rows landed."""
-    contents = [
-        FileContent(LandedFile(f"mem://landing/{name}", name, len(text)), text.encode(), "0")
-        for name, text in files
-    ]
-    target = (ADULT.roles.target,)
-    batch = build_partition.fn(
-        contents, "adult", ADULT.columns, DS, "ingest", ADULT.landing, target
-    )
-    write_partition.fn(lake, "adult", DS, batch, "ingest")
-    split = split_valid_rows.fn(batch.bronze.to_pandas(), ADULT)
-    write_validated.fn(lake, ADULT, DS, split, bronze_schema(ADULT.columns), "validate")
-    ingested = LedgerEntry("adult", DS, "ingest", "ingest", rows_in=batch.landed_rows)
-    ingested.rows_out, ingested.rows_diverted = batch.bronze.num_rows, batch.rejects.num_rows
-    validated = LedgerEntry("adult", DS, "validate", "validate", rows_in=ingested.rows_out)
-    validated.rows_out, validated.rows_diverted = len(split.silver), len(split.quarantine)
-    for entry in (ingested, validated):
-        record_entry(lake, entry)
-    return batch.landed_rows
-
-
 @pytest.fixture
-def day(tmp_path) -> tuple[Lake, int]:
+def day(validated_day) -> tuple[Lake, int]:
     """Day DS of the shipped bad files: 10 rejected lines, 12 quarantined rows."""
-    lake = Lake(str(tmp_path / "lake"))
-    landed = land_and_validate(lake, [(f.filename, f.text) for f in adult._bad_files()])
-    return lake, landed
+    return validated_day([(f.filename, f.text) for f in adult._bad_files()], DS)
 
 
 def row_ids(lake: Lake) -> dict[int, str]:
@@ -282,12 +256,11 @@ def test_a_plan_writes_nothing(tmp_path, day):
     assert {table: lake.version(table, "adult") for table in versions} == versions
 
 
-def test_a_fix_giving_the_column_a_file_lacked_answers_that_issue(tmp_path):
-    lake = Lake(str(tmp_path / "lake"))
+def test_a_fix_giving_the_column_a_file_lacked_answers_that_issue(tmp_path, validated_day):
     shipped = next(f for f in adult._bad_files() if f.filename == adult.WRONG_TYPES_FILE)
     frame = pd.read_csv(pd.io.common.StringIO(shipped.text), dtype=str, keep_default_na=False)
     good = frame.iloc[[2]].drop(columns="race")  # a valid row, from a file without `race`
-    landed = land_and_validate(lake, [("no-race.csv", good.to_csv(index=False))])
+    lake, landed = validated_day([("no-race.csv", good.to_csv(index=False))], DS)
     [row] = quarantined_rows(lake, ADULT, DS).to_dict("records")
     assert "file: missing column race" in row["_failed_checks"]
 
