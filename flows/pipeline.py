@@ -1,5 +1,6 @@
 """The daily pipeline of one partition: ingest → validate → score → monitor (→ shadow while
-a challenger is on trial) → account."""
+a challenger is on trial) → account. A repair or backfill runs some stages only, reusing
+what the ledger says the others did."""
 
 from __future__ import annotations
 
@@ -26,49 +27,71 @@ from flows.train import train
 from flows.validate import validate
 from reports import artifact_key, publish_markdown, stage_summary_markdown
 from tasks.accounting import check_accounting, count_rows
+from tasks.backfill import PIPELINE_STAGES, with_dependents
 from tasks.cluster import dask_task_runner
 from tasks.ledger import day_stages, ledger_stage
 from tasks.registry import champion_version
 from tasks.schema_evolution import REBUILT_FROM, migrate_tables
 
 
-@flow(name="pipeline", flow_run_name=pipeline_run_name, **RUN_END_HOOKS)
-def pipeline(dataset: str, ds: str | None = None) -> dict:
-    """Run every stage for (dataset, ds) and check that every landed row is accounted for.
+class StageNotDone(RuntimeError):
+    """A stage the run reuses never succeeded for the day."""
 
-    `ds` defaults to the day before the run's scheduled start. Without a champion model
-    yet, one is trained on this day's silver rows first.
+
+@flow(name="pipeline", flow_run_name=pipeline_run_name, **RUN_END_HOOKS)
+def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = None) -> dict:
+    """Run the stages of (dataset, ds) and check that every landed row is accounted for.
+
+    `ds` defaults to the day before the run's scheduled start. `stages` (default: all of
+    ingest, validate, score, monitor) runs those and every stage after them, and reuses
+    what the ledger records of the others, which must have succeeded. Without a champion
+    model yet, one is trained on this day's silver rows before scoring.
     """
     settings, ds = current_settings(), scheduled_day(ds)
     lake, run_id = lake_of(settings), current_run_id()
+    todo = with_dependents(stages) if stages is not None else PIPELINE_STAGES
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry:
         migrate_tables(lake, get_dataset(dataset), list(REBUILT_FROM))  # before any write
-        landed = ingest(dataset, ds)
-        validate(dataset, ds)
-        if labels_landed(settings, dataset, ds):
-            ingest_labels(dataset, ds)
-        champion = champion_version(registry_of(settings), dataset)
-        if champion is None:
-            champion = train(dataset, [ds])
-        runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))
-        scored = score.with_options(task_runner=runner)(dataset, ds)
+        if "ingest" in todo:
+            landed = ingest(dataset, ds)["landed"]
+            if labels_landed(settings, dataset, ds):
+                ingest_labels(dataset, ds)
+        else:
+            landed = _reused(lake, dataset, ds, "ingest")["rows_in"]
+        if "validate" in todo:
+            validate(dataset, ds)
+        else:
+            _reused(lake, dataset, ds, "validate")
+        if "score" in todo:
+            if champion_version(registry_of(settings), dataset) is None:
+                train(dataset, [ds])
+            runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))
+            scored = score.with_options(task_runner=runner)(dataset, ds)
+        else:
+            recorded = _reused(lake, dataset, ds, "score")
+            scored = {"scored": recorded["rows_out"], "model_version": recorded["model_version"]}
+            scored["models"] = {}  # no challenger scored by this run: no shadow day
         champion = scored["model_version"]  # what the day was scored with
-        monitored = monitor(dataset, ds, champion)
+        if "monitor" in todo:
+            monitored = monitor(dataset, ds, champion)
+        else:
+            recorded = _reused(lake, dataset, ds, "monitor")
+            monitored = {"verdict": recorded["verdict"], "report": recorded["report"]}
         challenger = _role(scored["models"], "challenger")
         shadowed = shadow(dataset, ds, champion, challenger) if challenger else None
-        account = count_rows(lake, dataset, ds, landed["landed"], champion)
+        account = count_rows(lake, dataset, ds, landed, champion)
         publish_markdown(
             stage_summary_markdown(dataset, ds, day_stages(lake, dataset, ds), account.as_dict()),
             key=artifact_key(f"summary-{dataset}-{ds}"),
             description=f"Stages and row accounting of {dataset} ds={ds}",
         )
         check_accounting(account)
-        entry.rows_in = landed["landed"]
+        entry.rows_in = landed
         entry.rows_out = scored["scored"]
         entry.model_version = champion
         entry.verdict = monitored["verdict"]
         entry.report = monitored["report"]
-        entry.details = {"accounting": account.as_dict()} | (
+        entry.details = {"accounting": account.as_dict(), "stages": list(todo)} | (
             {"shadow": {"challenger": challenger, "decision": shadowed["decision"]}}
             if shadowed
             else {}
@@ -79,6 +102,19 @@ def pipeline(dataset: str, ds: str | None = None) -> dict:
         "retrain_requested": monitored.get("retrain_requested"),
         "shadow": shadowed and {"challenger": challenger} | shadowed,
     }
+
+
+def _reused(lake, dataset: str, ds: str, stage: str) -> dict:
+    """The ledger row of the day's latest run of `stage`, which this run reuses: it must
+    have succeeded."""
+    latest = {row["stage"]: row for row in day_stages(lake, dataset, ds)}.get(stage)
+    if latest is None or latest["status"] != "succeeded":
+        how = "never ran" if latest is None else f"last {latest['status']}"
+        raise StageNotDone(
+            f"{stage} of {dataset} ds={ds} {how}: rerun it too (tidewater repair {dataset} "
+            f"--ds {ds} reruns what did not succeed)"
+        )
+    return latest
 
 
 def _role(models: dict[str, str], role: str) -> str | None:

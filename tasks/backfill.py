@@ -1,6 +1,6 @@
-"""Backfill planning: which days of a range `tidewater backfill` reruns the daily pipeline
-for, and why. Pure: it reads what landed and what the ledger says (`day_status`'s rows),
-and touches nothing, so the plan can be printed before anything runs."""
+"""Backfill and repair planning: which days of a range `tidewater backfill` reruns, which
+stages of each, and why. Pure: it reads what landed and what the ledger says
+(`day_status`'s rows), and touches nothing, so the plan can be printed before anything runs."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 # latest attempt of a pipeline stage did not succeed; `all`: every landed day.
 BACKFILL_POLICIES = ("missing", "failed", "all")
 
-# What `flows.pipeline` runs for every day, in order (names of `tasks.ledger.STAGES`).
-# Labels, training and shadow run only on some days, so a day is complete without them.
+# What `flows.pipeline` runs for every day, in order (names of `tasks.ledger.STAGES`); each
+# reads what the one before it wrote, so rerunning one reruns every later one. Labels,
+# training and shadow run only on some days, so a day is complete without them.
 PIPELINE_STAGES = ("ingest", "validate", "score", "monitor")
 
 # The pipeline flow's own ledger row: it fails when something after the stages fails
@@ -40,6 +41,34 @@ class PlannedDay:
     stages: tuple[str, ...]
 
 
+def with_dependents(stages: Iterable[str]) -> tuple[str, ...]:
+    """The pipeline stages from the earliest of `stages` on, in order: a stage's output is
+    the next one's input, so what depends on a rerun stage reruns too. Raises ValueError
+    for a name that is not a pipeline stage, or no stage at all."""
+    named = list(stages)
+    unknown = [name for name in named if name not in PIPELINE_STAGES]
+    if unknown or not named:
+        raise ValueError(
+            f"unknown pipeline stage {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"expected some of {', '.join(PIPELINE_STAGES)}"
+        )
+    return PIPELINE_STAGES[min(PIPELINE_STAGES.index(name) for name in named) :]
+
+
+def repair_stages(row: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """What repairing a day reruns, from its `day_status` row: the first pipeline stage
+    whose latest run did not succeed or that never ran, and every stage after it; all of
+    them when only the pipeline run itself failed (accounting, shadow, a crash after the
+    stages); none when the day is complete."""
+    statuses = dict(row.get("stages") or {}) if row else {}
+    for stage in PIPELINE_STAGES:
+        if statuses.get(stage) != "succeeded":
+            return with_dependents([stage])
+    if statuses.get(PIPELINE_RUN, "succeeded") != "succeeded":
+        return PIPELINE_STAGES
+    return ()
+
+
 def plan_backfill(
     landed: Sequence[str],
     day_rows: Sequence[Mapping[str, Any]],
@@ -47,6 +76,7 @@ def plan_backfill(
     end: str,
     policy: str,
     newest_first: bool = False,
+    stages: Iterable[str] | None = None,
 ) -> list[PlannedDay]:
     """Every day from `start` to `end` (inclusive, YYYY-MM-DD) once, oldest first (newest
     first with `newest_first`), saying whether the backfill reruns it under `policy`.
@@ -57,7 +87,12 @@ def plan_backfill(
     stage succeeded), `failed` those whose latest attempt of a pipeline stage (or of the
     pipeline run itself) did not succeed, and `all` every one. The ledger keeps only the
     latest status of each stage, so a complete day whose rerun then failed counts as not
-    complete. Raises ValueError for an unknown policy, a malformed day or `start > end`.
+    complete.
+
+    A day that runs reruns, under `missing` and `failed`, what `repair_stages` says (what
+    succeeded is reused), and under `all` every stage; `stages` (with their dependents)
+    replaces that for every day that runs. Raises ValueError for an unknown policy or
+    stage, a malformed day or `start > end`.
     """
     if policy not in BACKFILL_POLICIES:
         raise ValueError(
@@ -66,9 +101,12 @@ def plan_backfill(
     first, last = _day(start, "start"), _day(end, "end")
     if first > last:
         raise ValueError(f"backfill range is reversed: start {start} is after end {end}")
+    chosen = with_dependents(stages) if stages is not None else None
     landed_days = set(landed)
     rows = {row["ds"]: row for row in day_rows}
-    plan = [_plan_day(ds, ds in landed_days, rows.get(ds), policy) for ds in _days(first, last)]
+    plan = [
+        _plan_day(ds, ds in landed_days, rows.get(ds), policy, chosen) for ds in _days(first, last)
+    ]
     return plan[::-1] if newest_first else plan
 
 
@@ -77,7 +115,13 @@ def plan_table_rows(plan: Iterable[PlannedDay]) -> list[tuple[str, str, str, str
     return [(day.ds, "run" if day.run else "skip", day.why, " → ".join(day.stages)) for day in plan]
 
 
-def _plan_day(ds: str, landed: bool, row: Mapping[str, Any] | None, policy: str) -> PlannedDay:
+def _plan_day(
+    ds: str,
+    landed: bool,
+    row: Mapping[str, Any] | None,
+    policy: str,
+    chosen: tuple[str, ...] | None,
+) -> PlannedDay:
     if not landed:
         return PlannedDay(ds, False, NOTHING_LANDED, ())
     statuses = dict(row.get("stages") or {}) if row else {}
@@ -97,7 +141,10 @@ def _plan_day(ds: str, landed: bool, row: Mapping[str, Any] | None, policy: str)
     }[policy]
     if run and policy == "all" and why == ALREADY_SUCCEEDED:
         why = f"{ALREADY_SUCCEEDED}, rerun (all)"
-    return PlannedDay(ds, run, why, PIPELINE_STAGES if run else ())
+    if not run:
+        return PlannedDay(ds, False, why, ())
+    rerun = PIPELINE_STAGES if policy == "all" else repair_stages(row) or PIPELINE_STAGES
+    return PlannedDay(ds, True, why, chosen or rerun)
 
 
 def _latest_failure(statuses: Mapping[str, str], errors: Mapping[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from datasets import adult, get_dataset, row_id
-from flows.pipeline import pipeline
+from flows.pipeline import StageNotDone, pipeline
 from flows.resources import lake_of, registry_of
 from flows.settings import Settings, use_settings
 from tasks.lake import RUN_ID_KEY
@@ -203,6 +203,31 @@ def test_too_many_quarantined_rows_fail_the_day_loudly_and_keep_every_row(settin
     assert "score" not in set(ledger["stage"])
     assert len(table(settings, "quarantine", ds)) == adult.WRONG_TYPE_BAD_ROWS
     assert len(table(settings, "silver", ds)) + adult.WRONG_TYPE_BAD_ROWS == 6125
+
+
+def test_a_repair_reruns_the_failed_stage_and_its_dependents_reusing_what_succeeded(settings, runs):
+    ds = "2024-01-03"
+    wrong = adult.load_adult().iloc[:1].astype(object).assign(age="forty")
+    adult.write_landing_file(wrong, f"{settings.landing_uri}/{DATASET}/ds={ds}/bad.csv", "csv")
+    with (
+        pytest.raises(Exception, match="quarantined"),
+        use_settings(settings.model_copy(update={"max_quarantine_fraction": 0.0})),
+    ):
+        pipeline(DATASET, ds)
+    with pytest.raises(StageNotDone, match=f"validate of adult ds={ds} last failed"):
+        pipeline(DATASET, ds, stages=["score"])  # scoring would read a day that failed
+    run = pipeline(DATASET, ds, stages=["validate"])
+    ledger = read_ledger(lake_of(settings), DATASET, ds)
+    assert ledger["stage"].value_counts()["ingest"] == 1  # reused, not rerun
+    assert list(ledger[ledger["status"] == "succeeded"]["stage"])[-4:] == [
+        "validate",
+        "score",
+        "monitor",
+        "pipeline",
+    ]
+    assert ledger.iloc[-1]["details"]["stages"] == ["validate", "score", "monitor"]
+    assert run["landed"] == run["bronze"] + run["rejects"]
+    assert run["silver"] == run["predictions"] == len(table(settings, "silver", ds))
 
 
 def test_a_day_of_empty_files_is_accounted_as_zero_rows(settings, runs):

@@ -11,6 +11,8 @@ from tasks.backfill import (
     PlannedDay,
     plan_backfill,
     plan_table_rows,
+    repair_stages,
+    with_dependents,
 )
 from tasks.ledger import STAGES
 
@@ -110,11 +112,51 @@ def test_days_with_nothing_landed_are_listed_not_run():
     assert gone == [PlannedDay("2024-01-01", False, "nothing landed", ())]
 
 
-def test_days_that_run_run_the_pipeline_stages_in_order_and_skipped_days_none():
+def test_missing_and_failed_rerun_from_the_first_stage_not_done_reusing_what_succeeded():
     assert PIPELINE_STAGES == ("ingest", "validate", "score", "monitor")
     assert set(PIPELINE_STAGES) <= set(STAGES)
-    for day in plan("missing"):
-        assert day.stages == (PIPELINE_STAGES if day.run else ())
+    stages = {day.ds: day.stages for day in plan("missing")}
+    assert stages == {
+        "2024-01-01": (),
+        "2024-01-02": PIPELINE_STAGES,  # never ran
+        "2024-01-03": ("validate", "score", "monitor"),  # validate failed, ingest reused
+        "2024-01-04": (),
+        "2024-01-05": PIPELINE_STAGES,  # ingest crashed
+        "2024-01-06": (),  # nothing landed
+        "2024-01-07": ("validate", "score", "monitor"),  # stopped after ingest
+        "2024-01-08": (),
+    }
+    # every stage done, the pipeline run failed (accounting): nothing known good, all rerun
+    assert {day.ds: day.stages for day in plan("failed")}["2024-01-08"] == PIPELINE_STAGES
+
+
+def test_all_reruns_every_stage_of_every_landed_day():
+    assert {day.stages for day in plan("all") if day.run} == {PIPELINE_STAGES}
+
+
+def test_chosen_stages_run_with_their_dependents_on_the_days_the_policy_picks():
+    chosen = plan("all", stages=["score"])
+    assert {day.stages for day in chosen if day.run} == {("score", "monitor")}
+    assert to_run(chosen) == to_run(plan("all"))
+    only_monitor = plan("missing", stages=["monitor"])
+    assert {day.stages for day in only_monitor if day.run} == {("monitor",)}
+
+
+def test_with_dependents_reruns_every_later_stage_and_refuses_unknown_names():
+    assert with_dependents(["monitor", "validate"]) == ("validate", "score", "monitor")
+    assert with_dependents(["ingest"]) == PIPELINE_STAGES
+    with pytest.raises(ValueError, match="unknown pipeline stage 'shadow'"):
+        with_dependents(["shadow"])
+    with pytest.raises(ValueError, match="none given"):
+        with_dependents([])
+
+
+def test_repair_reruns_the_first_stage_not_done_and_what_depends_on_it():
+    assert repair_stages(ROWS[0]) == ()
+    assert repair_stages(ROWS[1]) == ("validate", "score", "monitor")
+    assert repair_stages({"stages": DONE | {"score": "crashed"}}) == ("score", "monitor")
+    assert repair_stages({"stages": DONE | {"pipeline": "failed"}}) == PIPELINE_STAGES
+    assert repair_stages(None) == PIPELINE_STAGES
 
 
 def test_newest_first_reverses_the_plan():
@@ -131,6 +173,7 @@ def test_table_rows_say_run_or_skip_why_and_the_stages():
         "landed, never succeeded",
         "ingest → validate → score → monitor",
     )
+    assert rows[2][3] == "validate → score → monitor"
 
 
 def test_a_long_error_is_cut_to_a_short_reason():
