@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from deployments.quarantine_cli import quarantine_app
+
 app = typer.Typer(help="tidewater: batch ML pipelines from landing zone to drift reports.")
 # Piped output (make, CI logs) gets a table wide enough to read instead of 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -685,6 +687,7 @@ def policy_replay(
 
 model_app = typer.Typer(help="The model registry (MLflow): list, show, promote, roll back.")
 app.add_typer(model_app, name="model")
+app.add_typer(quarantine_app, name="quarantine")
 
 
 def _registry(dataset: str):

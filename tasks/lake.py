@@ -176,6 +176,65 @@ class Lake:
             metadata={RUN_ID_KEY: run_id},
         )
 
+    def append_once(
+        self,
+        table: str,
+        dataset: str | None,
+        data: pa.Table,
+        *,
+        key: str,
+        run_id: str,
+        partition_by: Sequence[str] = ("ds",),
+    ) -> int | None:
+        """Append rows in one commit carrying the app transaction `key`, unless a commit
+        already carried it (a retried append is not duplicated: delta-rs does not refuse a
+        repeated transaction by itself). Returns the version written, None when skipped."""
+        app_id = f"tidewater:{table}:{dataset or ''}:once:{key}"
+        dt = self.table(table, dataset)
+        if dt is not None and dt.transaction_version(app_id) is not None:
+            return None
+        return self._commit(
+            table,
+            dataset,
+            self._write(
+                table, dataset, data, mode="append", predicate=None, partition_by=partition_by
+            ),
+            app_id=app_id,
+            metadata={RUN_ID_KEY: run_id},
+        )
+
+    def delete_rows(
+        self,
+        table: str,
+        dataset: str | None,
+        slice_: Mapping[str, str],
+        column: str,
+        values: Sequence[str],
+        *,
+        run_id: str,
+    ) -> int | None:
+        """Delete the rows of the slice whose `column` is one of `values`, in one commit.
+        Returns the version written, None when no row matched (nothing is committed)."""
+        if not values or self.table(table, dataset) is None:
+            return None
+        listed = ", ".join(f"'{_checked(value)}'" for value in sorted(set(values)))
+        predicate = " AND ".join(
+            [f"{name} = '{_checked(value)}'" for name, value in slice_.items()]
+            + [f"{column} IN ({listed})"]
+        )
+
+        def delete(properties: CommitProperties) -> None:
+            self.table(table, dataset).delete(predicate, commit_properties=properties)
+
+        slice_key = ",".join(f"{k}={v}" for k, v in slice_.items())
+        return self._commit(
+            table,
+            dataset,
+            delete,
+            app_id=f"tidewater:{table}:{dataset or ''}:delete:{slice_key}",
+            metadata={RUN_ID_KEY: run_id, "tidewater.slice": slice_key},
+        )
+
     def _write(self, table, dataset, data, *, mode, predicate, partition_by):
         """A writer of `data` for `_commit`, which supplies the commit properties."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ STAGES = (
     "promote",
     "retire",
     "rollback",
+    "replay",
     "pipeline",
     "backfill",
 )
@@ -142,11 +144,14 @@ def read_ledger(lake: Lake, dataset: str, ds: str | None = None) -> pd.DataFrame
 
 def latest_runs(lake: Lake, dataset: str) -> pd.DataFrame:
     """The most recent row of each (ds, stage) of `dataset`, of the stages of one day."""
-    frame = read_ledger(lake, dataset)
-    frame = frame[~frame["stage"].isin(RANGE_STAGES)]
-    if frame.empty:
-        return frame
-    return frame.groupby(["ds", "stage"], as_index=False).tail(1).reset_index(drop=True)
+    return _latest_of(read_ledger(lake, dataset))
+
+
+def _latest_of(ledger: pd.DataFrame) -> pd.DataFrame:
+    ledger = ledger[~ledger["stage"].isin(RANGE_STAGES)]
+    if ledger.empty:
+        return ledger
+    return ledger.groupby(["ds", "stage"], as_index=False).tail(1).reset_index(drop=True)
 
 
 def backfill_records(lake: Lake, dataset: str) -> list[dict[str, Any]]:
@@ -183,9 +188,17 @@ def succeeded_days(lake: Lake, dataset: str, stage: str) -> list[str]:
 
 
 @contextmanager
-def ledger_stage(lake: Lake, dataset: str, ds: str, stage: str, run_id: str):
+def ledger_stage(
+    lake: Lake,
+    dataset: str,
+    ds: str,
+    stage: str,
+    run_id: str,
+    record: Callable[[Lake, LedgerEntry], int] = record_ledger,
+):
     """Yields the stage's `LedgerEntry` to fill in; records it when the stage ends, with
-    the stage's resource use, as failed (with the error) if the stage raised."""
+    the stage's resource use, as failed (with the error) if the stage raised. `record`
+    appends the row: the Prefect task in flows, `record_entry` outside any flow."""
     entry = LedgerEntry(dataset=dataset, ds=ds, stage=stage, run_id=run_id)
     meter = StageMeter().start()
     try:
@@ -196,10 +209,10 @@ def ledger_stage(lake: Lake, dataset: str, ds: str, stage: str, run_id: str):
         entry.status = "failed" if isinstance(error, Exception) else "interrupted"
         entry.error = f"{type(error).__name__}: {error}"[:2000]
         entry.add_usage(meter.stop())
-        record_ledger(lake, entry)
+        record(lake, entry)
         raise
     entry.add_usage(meter.stop())
-    record_ledger(lake, entry)
+    record(lake, entry)
 
 
 def record_ended_run(
@@ -236,22 +249,43 @@ def _without_superseded_training(latest: pd.DataFrame) -> pd.DataFrame:
     return latest[~superseded]
 
 
+def _replayed_since_validation(ledger: pd.DataFrame) -> dict[str, int]:
+    """Per day, the rows that succeeded replays moved from quarantine to silver after the
+    day's latest validate (which rebuilds both from bronze, so undoes earlier replays)."""
+    moved = {}
+    for ds, rows in ledger.groupby("ds"):
+        replays = rows[(rows["stage"] == "replay") & (rows["status"] == "succeeded")]
+        validated = rows.loc[rows["stage"] == "validate", "finished_at"]
+        if not validated.empty:
+            replays = replays[replays["finished_at"] > validated.max()]
+        moved[ds] = int(replays["rows_out"].fillna(0).sum())
+    return moved
+
+
+def _shifted(count: Any, change: int) -> Any:
+    return None if count is None else int(count) + change
+
+
 def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
     """Per day of `dataset`: row counts and the latest status of each stage, the champion's
-    verdict and report, as the ledger records them."""
-    latest = _without_superseded_training(latest_runs(lake, dataset))
+    verdict and report, as the ledger records them. Silver and quarantined rows are the
+    latest validate's, moved by the replays recorded after it."""
+    ledger = read_ledger(lake, dataset)
+    latest = _without_superseded_training(_latest_of(ledger))
+    replayed = _replayed_since_validation(ledger)
     days = []
     for ds, runs in latest.groupby("ds", sort=True):
         stage = {row["stage"]: row for row in runs.to_dict("records")}
         value = partial(_stage_value, stage)
+        moved = replayed.get(ds, 0)
         days.append(
             {
                 "ds": ds,
                 "landed": value("ingest", "rows_in"),
                 "bronze": value("ingest", "rows_out"),
                 "rejected": value("ingest", "rows_diverted"),
-                "silver": value("validate", "rows_out"),
-                "quarantined": value("validate", "rows_diverted"),
+                "silver": _shifted(value("validate", "rows_out"), moved),
+                "quarantined": _shifted(value("validate", "rows_diverted"), -moved),
                 "scored": value("score", "rows_out"),
                 "labels": value("labels", "rows_out"),
                 "model": value("score", "model_version"),

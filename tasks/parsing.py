@@ -85,7 +85,7 @@ def parse_file(
         return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
     parsed.notes = notes + parsed.notes
     parsed.rejects.extend(cut_short)
-    absent_allowed = set(_missing_issue(optional))
+    absent_allowed = set(missing_column_issues(optional))
     for record in parsed.records:
         record.issues = [issue for issue in record.issues if issue not in absent_allowed]
     return parsed
@@ -143,7 +143,8 @@ def _header_problem(names: Sequence[str]) -> str | None:
     return None
 
 
-def _missing_issue(missing: Sequence[str]) -> list[str]:
+def missing_column_issues(missing: Sequence[str]) -> list[str]:
+    """The issue a record carries for each column its file lacks."""
     return [f"missing column {name}" for name in missing]
 
 
@@ -214,7 +215,7 @@ def _record(
 ) -> Record:
     values = {name: row.get(name) for name in columns}
     extra = {name: value for name, value in row.items() if name not in values}
-    return Record(line=line, values=values, issues=_missing_issue(missing), extra=extra)
+    return Record(line=line, values=values, issues=missing_column_issues(missing), extra=extra)
 
 
 def _as_text(value: object) -> str | None:

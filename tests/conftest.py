@@ -87,3 +87,38 @@ def registry(tmp_path, mlflow_db_template):
 
     shutil.copyfile(mlflow_db_template, tmp_path / "mlflow.db")
     return ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "models"))
+
+
+@pytest.fixture
+def validated_day(home):
+    """Ingests and validates landed files (name, CSV text) as one day of adult in the lake
+    under `home`, as the ingest and validate flows do, without Prefect (ledger rows too);
+    returns (lake, rows landed)."""
+    from datasets import get_dataset
+    from tasks.bronze import bronze_schema, build_partition, write_partition
+    from tasks.lake import Lake
+    from tasks.landing import FileContent, LandedFile
+    from tasks.ledger import LedgerEntry, record_entry
+    from tasks.validation import split_valid_rows, write_validated
+
+    spec, lake = get_dataset("adult"), Lake(str(home / "lake"))
+
+    def land(files: list[tuple[str, str]], ds: str) -> tuple[Lake, int]:
+        contents = [
+            FileContent(LandedFile(f"mem://landing/{name}", name, len(text)), text.encode(), "0")
+            for name, text in files
+        ]
+        target = (spec.roles.target,)
+        batch = build_partition.fn(contents, "adult", spec.columns, ds, "i", spec.landing, target)
+        write_partition.fn(lake, "adult", ds, batch, "i")
+        split = split_valid_rows.fn(batch.bronze.to_pandas(), spec)
+        write_validated.fn(lake, spec, ds, split, bronze_schema(spec.columns), "v")
+        ingested = LedgerEntry("adult", ds, "ingest", "i", rows_in=batch.landed_rows)
+        ingested.rows_out, ingested.rows_diverted = batch.bronze.num_rows, batch.rejects.num_rows
+        validated = LedgerEntry("adult", ds, "validate", "v", rows_in=ingested.rows_out)
+        validated.rows_out, validated.rows_diverted = len(split.silver), len(split.quarantine)
+        for entry in (ingested, validated):
+            record_entry(lake, entry)
+        return lake, batch.landed_rows
+
+    return land

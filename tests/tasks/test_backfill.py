@@ -201,3 +201,14 @@ def test_a_one_day_range_plans_that_day():
     assert to_run(plan_backfill(LANDED, ROWS, "2024-01-02", "2024-01-02", "missing")) == [
         "2024-01-02"
     ]
+
+
+def test_a_quarantine_replay_does_not_make_a_complete_day_rerun():
+    """A replay is a repair of silver after the day ran; rerunning the day would validate
+    it again and undo it, so no policy but `all` reruns a day for its replay's outcome."""
+    for status in ("succeeded", "failed"):
+        stages = DONE | {"replay": status}
+        rows = [row("2024-01-01", stages, {"replay": "x"} if status == "failed" else {})]
+        for policy in ("missing", "failed"):
+            [day] = plan_backfill(["2024-01-01"], rows, "2024-01-01", "2024-01-01", policy)
+            assert (day.run, day.why) == (False, "already succeeded")

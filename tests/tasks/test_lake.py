@@ -65,3 +65,33 @@ def test_concurrent_writers_of_one_slice_converge_to_one_copy(tmp_path):
     rows = Lake(str(tmp_path)).read("bronze", "d").column("x").to_pylist()
     assert len(rows) == 3
     assert len({value // 10 for value in rows}) == 1, "the slice mixes two writers' rows"
+
+
+def test_an_append_once_is_not_repeated_by_a_retry(tmp_path):
+    lake = Lake(str(tmp_path))
+    rows = day("2024-01-01", [1, 2])
+    first = lake.append_once("silver", "d", rows, key="replay-1", run_id="r1")
+    retried = lake.append_once("silver", "d", rows, key="replay-1", run_id="r1")
+    assert first is not None and retried is None
+    assert lake.commit_metadata("silver", "d", first)[RUN_ID_KEY] == "r1"
+    lake.append_once("silver", "d", day("2024-01-01", [3]), key="replay-2", run_id="r2")
+    assert sorted(lake.read("silver", "d").column("x").to_pylist()) == [1, 2, 3]
+
+
+def test_delete_rows_removes_only_the_named_rows_of_the_slice(tmp_path):
+    lake = Lake(str(tmp_path))
+    rows = pa.table({"ds": ["2024-01-01"] * 3 + ["2024-01-02"], "id": ["a", "b", "c", "a"]})
+    lake.replace_slice("quarantine", "d", rows.slice(0, 3), {"ds": "2024-01-01"}, run_id="v")
+    lake.replace_slice("quarantine", "d", rows.slice(3), {"ds": "2024-01-02"}, run_id="v")
+    version = lake.delete_rows(
+        "quarantine", "d", {"ds": "2024-01-01"}, "id", ["a", "c"], run_id="del"
+    )
+    assert lake.commit_metadata("quarantine", "d", version)[RUN_ID_KEY] == "del"
+    left = lake.read("quarantine", "d").sort_by("ds").to_pydict()
+    assert left == {"ds": ["2024-01-01", "2024-01-02"], "id": ["b", "a"]}
+    assert (
+        lake.delete_rows("quarantine", "d", {"ds": "2024-01-01"}, "id", ["a"], run_id="x") is None
+    )
+    with pytest.raises(ValueError, match="invalid slice value"):
+        lake.delete_rows("quarantine", "d", {"ds": "2024-01-01"}, "id", ["b') OR ('1"], run_id="x")
+    assert lake.read("quarantine", "d").num_rows == 2

@@ -35,3 +35,21 @@ def test_a_run_its_stage_recorded_is_not_recorded_again(tmp_path):
     record_entry(lake, entry("2024-01-02", "pipeline", "r9", "failed", error="ValueError: x"))
     record_ended_run(lake, "adult", "2024-01-02", "pipeline", "r9", "failed", "Failed")
     assert day_status(lake, "adult")[0]["errors"]["pipeline"] == "ValueError: x"
+
+
+def test_replays_after_the_latest_validate_move_rows_from_quarantined_to_silver(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    ds = "2024-01-05"
+    record_entry(lake, entry(ds, "validate", "v1", rows_in=100, rows_out=88, rows_diverted=12))
+    record_entry(lake, entry(ds, "replay", "r1", rows_in=5, rows_out=4, rows_diverted=1))
+    record_entry(lake, entry(ds, "replay", "r2", rows_in=1, rows_out=1, rows_diverted=0))
+    record_entry(lake, entry(ds, "replay", "r3", "failed", rows_in=2, rows_out=2))
+    day = day_status(lake, "adult")[0]
+    assert (day["silver"], day["quarantined"]) == (93, 7)
+    assert day["stages"]["replay"] == "failed", "the latest replay's status is shown"
+
+    # validating the day again rebuilds silver and quarantine from bronze: replays undone
+    record_entry(lake, entry(ds, "validate", "v2", rows_in=100, rows_out=88, rows_diverted=12))
+    day = day_status(lake, "adult")[0]
+    assert (day["silver"], day["quarantined"]) == (88, 12)
+    assert list(day["stages"]) == ["validate", "replay"]
