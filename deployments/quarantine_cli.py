@@ -115,7 +115,6 @@ def replay(
         plan_replay,
         read_fixes,
         replay_fixes,
-        rescoring_pending,
     )
 
     spec, settings, day = _dataset(dataset), _settings(), _day(ds)
@@ -134,10 +133,25 @@ def replay(
     rescored = True
     if dry_run:
         console.print("dry run: nothing was changed")
-    elif rescoring_pending(lake, dataset, day):
-        rescored = _rescore(dataset, day, settings, verbose)
+    else:
+        rescored = _score_replayed(dataset, day, settings, lake, verbose)
     if outcome.still_failing or not rescored:
         raise typer.Exit(1)
+
+
+def _score_replayed(dataset: str, day: str, settings, lake, verbose: bool) -> bool:
+    """Pass the day's validation when replays brought a day that failed on the quarantine
+    limit under it, then score the day again if rows moved since it last ran; whether
+    that succeeded (or was not needed)."""
+    from deployments.cli import console
+    from tasks.quarantine import rescoring_pending, validation_passes_after_replay
+
+    limit = settings.max_quarantine_fraction
+    if validation_passes_after_replay(lake, dataset, day, limit, f"replay-{uuid.uuid4()}"):
+        console.print(f"{dataset} ds={day} now passes the quarantine limit ({limit:.0%})")
+    if rescoring_pending(lake, dataset, day):
+        return _rescore(dataset, day, settings, verbose)
+    return True
 
 
 def _print_outcome(outcome, day: str, dry_run: bool) -> None:

@@ -28,7 +28,7 @@ import pyarrow as pa
 from datasets import Dataset
 from tasks.bronze import bronze_schema
 from tasks.lake import Lake
-from tasks.ledger import ledger_stage, read_ledger, record_entry
+from tasks.ledger import LedgerEntry, ledger_stage, read_ledger, record_entry
 from tasks.parsing import missing_column_issues, parse_file
 from tasks.schema_evolution import migrate_tables
 from tasks.validation import quarantine_schema, silver_schema, split_valid_rows
@@ -303,3 +303,40 @@ def rescoring_pending(lake: Lake, dataset: str, ds: str) -> bool:
         return False
     piped = succeeded.loc[succeeded["stage"] == "pipeline", "finished_at"]
     return piped.empty or piped.max() < moved["finished_at"].max()
+
+
+def validation_passes_after_replay(
+    lake: Lake, dataset: str, ds: str, limit: float, run_id: str
+) -> bool:
+    """When the day's latest validate failed only on the quarantine limit (its silver and
+    quarantine were written) and replays have since brought the quarantined share within
+    `limit`, record the day's validation as succeeded (details say it passed after a
+    replay), so that scoring can run; whether it did. Nothing else is touched."""
+    ledger = read_ledger(lake, dataset, ds)
+    validated = ledger[ledger["stage"] == "validate"]
+    if validated.empty:
+        return False
+    latest = validated.iloc[-1]
+    if latest["status"] != "failed" or not str(latest["error"]).startswith(
+        "QuarantineLimitExceeded"
+    ):
+        return False
+    silver = len(_silver_ids(lake, dataset, ds))
+    quarantined = lake.read("quarantine", dataset, where={"ds": ds}, columns=[ROW_ID]).num_rows
+    share = quarantined / max(silver + quarantined, 1)
+    if share > limit:
+        return False
+    record_entry(
+        lake,
+        LedgerEntry(
+            dataset=dataset,
+            ds=ds,
+            stage="validate",
+            run_id=run_id,
+            rows_in=silver + quarantined,
+            rows_out=silver,
+            rows_diverted=quarantined,
+            details={"passed_after_replay": True, "quarantine_fraction": round(share, 6)},
+        ),
+    )
+    return True

@@ -23,6 +23,7 @@ from tasks.quarantine import (
     read_fixes,
     replay_fixes,
     rescoring_pending,
+    validation_passes_after_replay,
 )
 from tasks.validation import split_valid_rows, write_validated
 
@@ -302,4 +303,38 @@ def test_a_row_leaves_quarantine_only_once_it_is_in_silver(tmp_path, day):
     with pytest.raises(RuntimeError, match="1 replayed rows are not in silver after the append"):
         _move_to_silver(lake, ADULT, DS, plan, "replay-1")
     assert row_id in quarantine_ids(lake)
+    assert_accounted(lake, landed)
+
+
+def test_a_day_failed_on_the_quarantine_limit_passes_validation_once_replays_bring_it_under(
+    tmp_path, day
+):
+    lake, landed = day
+    record_entry(  # 12 of 35 rows quarantined: over a 20% limit, the day's validate failed
+        lake,
+        LedgerEntry(
+            "adult", DS, "validate", "v2", status="failed", error="QuarantineLimitExceeded: 34%"
+        ),
+    )
+    ids = row_ids(lake)
+    one_fix = fixes_file(tmp_path, [{"_row_id": ids[AGE_FORTY], "age": "40"}], "one.csv")
+    replay_fixes(lake, ADULT, DS, one_fix, run_id="replay-1")
+    assert not validation_passes_after_replay(lake, "adult", DS, 0.2, "replay-1")  # 11 of 35
+
+    three_fixes = fixes_file(
+        tmp_path,
+        [
+            {"_row_id": ids[HOURS_ABC], "hours_per_week": "45"},
+            {"_row_id": ids[AGE_150], "age": "50"},
+            {"_row_id": ids[RACE_EMPTY], "race": "White"},
+        ],
+        "more.csv",
+    )
+    replay_fixes(lake, ADULT, DS, three_fixes, run_id="replay-2")
+    assert validation_passes_after_replay(lake, "adult", DS, 0.25, "replay-2")  # 8 of 35
+    validated = read_ledger(lake, "adult", DS).query("stage == 'validate'").iloc[-1]
+    assert validated["status"] == "succeeded" and validated["details"]["passed_after_replay"]
+    (status,) = day_status(lake, "adult")
+    assert (status["silver"], status["quarantined"]) == (27, 8)
+    assert not validation_passes_after_replay(lake, "adult", DS, 0.25, "replay-3")  # passed
     assert_accounted(lake, landed)
