@@ -365,15 +365,18 @@ def backfill(
     _dataset(dataset)
     settings = _settings()
     chosen = [name.strip() for text in stages or [] for name in text.split(",") if name.strip()]
+    landed = landed_days(settings.landing_uri, dataset, storage_options_of(settings))
+    in_range = [ds for ds in landed if _day(start) <= ds <= _day(end)]
     try:
         plan = plan_backfill(
-            landed_days(settings.landing_uri, dataset, storage_options_of(settings)),
+            landed,
             day_status(lake_of(settings), dataset),
             _day(start),
             _day(end),
             policy.value,
             newest_first,
             stages=chosen or None,
+            relanded=_relanded_days(dataset, in_range, settings),
         )
     except ValueError as error:
         raise _fail(str(error), code=2) from None
@@ -406,6 +409,30 @@ def backfill(
         for day in run.failed():
             err.print(f"[red]{day.ds} failed:[/] {day.error}")
         raise _fail(f"{len(run.failed())} of {len(planned)} days failed (backfill {run.id})")
+
+
+def _relanded_days(dataset: str, days: list[str], settings) -> set[str]:
+    """Those of `days` whose landed files (names, sizes) differ from their latest ingest's."""
+    from flows.resources import lake_of, storage_options_of
+    from tasks.backfill import landing_changed
+    from tasks.landing import list_landed_files
+    from tasks.ledger import latest_runs
+
+    latest = latest_runs(lake_of(settings), dataset)
+    if latest.empty:
+        return set()
+    ingests = latest[latest["stage"] == "ingest"].set_index("ds")["files"].to_dict()
+    changed = set()
+    for ds in [ds for ds in days if ingests.get(ds)]:
+        try:
+            files, _ = list_landed_files(
+                settings.landing_uri, dataset, ds, storage_options_of(settings)
+            )
+        except FileNotFoundError:  # a folder with no data file left
+            files = []
+        if landing_changed([(file.uri, file.size) for file in files], ingests[ds]):
+            changed.add(ds)
+    return changed
 
 
 def _print_plan(plan, title: str) -> None:

@@ -4,7 +4,7 @@ stages of each, and why. Pure: it reads what landed and what the ledger says
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ PIPELINE_RUN = "pipeline"
 # The reasons a day is given when it is not a failure.
 NOTHING_LANDED = "nothing landed"
 NEVER_SUCCEEDED = "landed, never succeeded"
+RELANDED = "re-landed since its last ingest"
 ALREADY_SUCCEEDED = "already succeeded"
 
 _REASON_WIDTH = 80
@@ -77,6 +78,7 @@ def plan_backfill(
     policy: str,
     newest_first: bool = False,
     stages: Iterable[str] | None = None,
+    relanded: Collection[str] = (),
 ) -> list[PlannedDay]:
     """Every day from `start` to `end` (inclusive, YYYY-MM-DD) once, oldest first (newest
     first with `newest_first`), saying whether the backfill reruns it under `policy`.
@@ -88,6 +90,9 @@ def plan_backfill(
     pipeline run itself) did not succeed, and `all` every one. The ledger keeps only the
     latest status of each stage, so a complete day whose rerun then failed counts as not
     complete.
+
+    `relanded` days (whose landed files changed since their latest ingest: see
+    `landing_changed`) are not complete: they rerun from ingest.
 
     A day that runs reruns, under `missing` and `failed`, what `repair_stages` says (what
     succeeded is reused), and under `all` every stage; `stages` (with their dependents)
@@ -105,7 +110,8 @@ def plan_backfill(
     landed_days = set(landed)
     rows = {row["ds"]: row for row in day_rows}
     plan = [
-        _plan_day(ds, ds in landed_days, rows.get(ds), policy, chosen) for ds in _days(first, last)
+        _plan_day(ds, ds in landed_days, rows.get(ds), policy, chosen, ds in relanded)
+        for ds in _days(first, last)
     ]
     return plan[::-1] if newest_first else plan
 
@@ -121,15 +127,20 @@ def _plan_day(
     row: Mapping[str, Any] | None,
     policy: str,
     chosen: tuple[str, ...] | None,
+    relanded: bool = False,
 ) -> PlannedDay:
     if not landed:
         return PlannedDay(ds, False, NOTHING_LANDED, ())
     statuses = dict(row.get("stages") or {}) if row else {}
+    if relanded:  # what was ingested is not what landed: nothing after landing is current
+        statuses.pop("ingest", None)
     errors = dict(row.get("errors") or {}) if row else {}
     failure = _latest_failure(statuses, errors)
     complete = all(statuses.get(stage) == "succeeded" for stage in PIPELINE_STAGES)
     if failure is not None:
-        why = failure
+        why = f"{failure}; {RELANDED}" if relanded else failure
+    elif relanded:
+        why = RELANDED
     elif not complete:
         why = _not_yet_run(statuses)
     else:
@@ -143,8 +154,16 @@ def _plan_day(
         why = f"{ALREADY_SUCCEEDED}, rerun (all)"
     if not run:
         return PlannedDay(ds, False, why, ())
-    rerun = PIPELINE_STAGES if policy == "all" else repair_stages(row) or PIPELINE_STAGES
+    rerun = PIPELINE_STAGES if policy == "all" else repair_stages({"stages": statuses})
+    rerun = rerun or PIPELINE_STAGES  # only the pipeline run failed
     return PlannedDay(ds, True, why, chosen or rerun)
+
+
+def landing_changed(landed: Iterable[tuple[str, int]], ingested: Iterable[Mapping]) -> bool:
+    """Whether the files landed now, as (path, size), differ from the files an ingest
+    recorded (its ledger row's `files`: path, size, ...): one added, removed or resized.
+    Sizes, not checksums: planning lists the landing zone, it does not read it."""
+    return set(landed) != {(entry["path"], int(entry["size"])) for entry in ingested}
 
 
 def _latest_failure(statuses: Mapping[str, str], errors: Mapping[str, Any]) -> str | None:

@@ -8,7 +8,9 @@ import pytest
 from tasks.backfill import (
     BACKFILL_POLICIES,
     PIPELINE_STAGES,
+    RELANDED,
     PlannedDay,
+    landing_changed,
     plan_backfill,
     plan_table_rows,
     repair_stages,
@@ -212,3 +214,22 @@ def test_a_quarantine_replay_does_not_make_a_complete_day_rerun():
         for policy in ("missing", "failed"):
             [day] = plan_backfill(["2024-01-01"], rows, "2024-01-01", "2024-01-01", policy)
             assert (day.run, day.why) == (False, "already succeeded")
+
+
+def test_a_day_relanded_since_its_ingest_reruns_from_ingest():
+    relanded = {"2024-01-01", "2024-01-03"}
+    missing = {day.ds: day for day in plan("missing", relanded=relanded)}
+    assert missing["2024-01-01"] == PlannedDay("2024-01-01", True, RELANDED, PIPELINE_STAGES)
+    assert missing["2024-01-03"].stages == PIPELINE_STAGES  # not from validate: new files
+    assert missing["2024-01-03"].why.endswith(f"; {RELANDED}")
+    failed = {day.ds: day for day in plan("failed", relanded=relanded)}
+    assert not failed["2024-01-01"].run  # re-landed is no failure
+    assert failed["2024-01-03"].stages == PIPELINE_STAGES
+
+
+def test_the_landing_changed_when_a_file_is_added_removed_or_resized():
+    ingested = [{"path": "a.csv", "size": 10, "sha256": "x"}, {"path": "b.csv", "size": 5}]
+    assert not landing_changed([("a.csv", 10), ("b.csv", 5)], ingested)
+    assert landing_changed([("a.csv", 10)], ingested)
+    assert landing_changed([("a.csv", 10), ("b.csv", 5), ("c.csv", 1)], ingested)
+    assert landing_changed([("a.csv", 11), ("b.csv", 5)], ingested)
