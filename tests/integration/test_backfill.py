@@ -1,0 +1,187 @@
+"""Backfills as an engineer runs them, on a real Prefect server and worker (`tidewater serve`)
+and real Delta tables: days run as flow runs of the daily deployment, tagged with the
+backfill; a failed day is listed and rerun alone after its fix; a backfill killed midway and
+run again converges; an overlapping backfill is refused; `repair` reruns only what failed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tasks.accounting import count_rows
+from tasks.lake import Lake
+from tasks.ledger import backfill_records, day_status, read_ledger
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
+DAYS = [f"2024-02-0{n}" for n in range(1, 6)]
+BAD_DAY = DAYS[2]
+KILLED_DAYS = ["2024-02-10", "2024-02-12"]  # the killed backfill's range
+REPAIRED_DAY = "2024-02-25"
+
+
+@pytest.fixture(scope="module")
+def engineer(tmp_path_factory, prefect_api):
+    """`tidewater` with a home of 30 landed days of Adult (about 1,600 rows a day) and the
+    services of `tidewater serve` (its worker on a pool of its own); the tests use days
+    apart."""
+    tmp_path = tmp_path_factory.mktemp("backfill")
+    env = os.environ | {
+        "TIDEWATER_HOME": str(tmp_path / "home"),
+        "PREFECT_API_URL": prefect_api,
+        "TIDEWATER_DASK_WORKERS": "1",
+        "TIDEWATER_WORK_POOL": f"pool-{uuid.uuid4().hex[:8]}",
+        "TIDEWATER_MAX_QUARANTINE_FRACTION": "0.01",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "COLUMNS": "200",
+    }
+
+    def tidewater(*args: str, wait: bool = True, **settings: str):
+        command, environment = [TIDEWATER, *args], env | settings
+        if not wait:
+            return subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL)
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=900)
+
+    tidewater.lake = Lake(str(tmp_path / "home" / "lake"))
+    tidewater.landing = tmp_path / "home" / "landing" / "adult"
+    landed = tidewater("land", "adult", "--start", "2024-02-01", "--days", "30", "--no-bad-files")
+    assert landed.returncode == 0, landed.stderr
+    served = tidewater("serve")
+    assert served.returncode == 0, served.stdout + served.stderr
+    yield tidewater
+    tidewater("serve", "--stop")
+
+
+def backfill_id(output: str) -> str:
+    return re.search(r"backfill ([0-9a-f]{8}) of adult", output).group(1)
+
+
+def plant_bad_rows(landing: Path, ds: str) -> Path:
+    """A file of 40 rows whose age is not a number: over the 1% quarantine limit."""
+    bad = landing / f"ds={ds}" / "bad-ages.csv"
+    header = next((landing / f"ds={ds}").glob("*.csv")).read_text().split("\n", 1)[0]
+    row = "forty,Private,77516,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,"
+    row += "Male,2174,0,40,United-States,<=50K"
+    bad.write_text(header + "\n" + "\n".join([row] * 40) + "\n")
+    return bad
+
+
+def assert_every_day_accounted_once(lake: Lake, days: list[str]) -> None:
+    for ds in days:
+        model = next(r["model"] for r in day_status(lake, "adult") if r["ds"] == ds)
+        landed = read_ledger(lake, "adult", ds).query("stage == 'ingest'").iloc[-1]["rows_in"]
+        account = count_rows.fn(lake, "adult", ds, int(landed), model)  # raises on duplicates
+        assert account.landed == account.bronze + account.rejects
+        assert (
+            account.bronze
+            == account.silver + account.quarantine
+            == account.predictions + (account.quarantine)
+        )
+
+
+def test_a_backfill_runs_days_on_the_worker_lists_the_failed_one_and_reruns_it_after_the_fix(
+    engineer,
+):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    bad = plant_bad_rows(engineer.landing, BAD_DAY)
+    ran = engineer("backfill", "adult", "--start", DAYS[0], "--end", DAYS[-1],
+                   "--max-parallel", "2")  # fmt: skip
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert f"{BAD_DAY} failed: QuarantineLimitExceeded" in ran.stderr
+    assert "1 of 5 days failed" in ran.stderr
+    identity = backfill_id(ran.stdout)
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"backfill:{identity}"]))
+        )
+    assert sorted(run.name for run in runs) == [f"pipeline-adult-{ds}" for ds in DAYS]
+    (record,) = [r for r in backfill_records(engineer.lake, "adult") if r["run_id"] == identity]
+    assert record["status"] == "failed"
+    assert {ds: day["state"] for ds, day in record["details"]["days"].items()} == {
+        ds: "failed" if ds == BAD_DAY else "succeeded" for ds in DAYS
+    }
+    status = engineer("status", "adult", "--start", DAYS[0], "--end", DAYS[-1])
+    assert status.returncode == 1 and BAD_DAY in status.stderr
+
+    bad.unlink()  # the fix: the upstream withdraws its bad file
+    planned = engineer("backfill", "adult", "--start", DAYS[0], "--end", DAYS[-1],
+                       "--policy", "failed", "--dry-run")  # fmt: skip
+    ledger_before = len(read_ledger(engineer.lake, "adult"))
+    plan = [
+        [cell.strip() for cell in line.split("│")[1:5]]
+        for line in planned.stdout.splitlines()
+        if "│ 2024-02" in line
+    ]
+    assert [row[:2] for row in plan] == [[ds, "run" if ds == BAD_DAY else "skip"] for ds in DAYS]
+    bad_row = plan[DAYS.index(BAD_DAY)]
+    assert bad_row[2].startswith("last validate failed: QuarantineLimitExceeded")
+    assert bad_row[2].endswith("re-landed since its last ingest")
+    assert bad_row[3] == "ingest → validate → score → monitor"  # the landing changed
+    assert "1 of 5 days to run (dry run)" in planned.stdout
+    assert len(read_ledger(engineer.lake, "adult")) == ledger_before  # a plan writes nothing
+
+    rerun = engineer("backfill", "adult", "--start", DAYS[0], "--end", DAYS[-1],
+                     "--policy", "failed")  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    written = read_ledger(engineer.lake, "adult").iloc[ledger_before:]
+    assert set(written.loc[written["stage"] == "ingest", "ds"]) == {BAD_DAY}  # only it ran
+    assert engineer("status", "adult", "--start", DAYS[0], "--end", DAYS[-1]).returncode == 0
+    assert_every_day_accounted_once(engineer.lake, DAYS)
+
+    again = engineer("backfill", "adult", "--start", DAYS[0], "--end", DAYS[-1])
+    assert again.returncode == 0 and "0 of 5 days to run" in again.stdout
+
+
+def test_a_backfill_killed_midway_converges_when_run_again_and_overlaps_are_refused(engineer):
+    days = ["--start", KILLED_DAYS[0], "--end", KILLED_DAYS[-1]]
+    first = engineer("backfill", "adult", *days, "--max-parallel", "2", wait=False)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # until a day of it is done and others are running
+        done = [r["ds"] for r in day_status(engineer.lake, "adult") if r["ds"] >= KILLED_DAYS[0]]
+        if done:
+            break
+        time.sleep(1)
+    assert done, "no day of the backfill started within 10 minutes"
+
+    overlapping = engineer("backfill", "adult", "--start", KILLED_DAYS[-1], "--end", "2024-02-14")
+    assert overlapping.returncode == 1
+    assert re.search(
+        rf"backfill [0-9a-f]{{8}} of adult {KILLED_DAYS[0]}\.\.{KILLED_DAYS[-1]} .* is running",
+        overlapping.stderr.replace("\n", " "),
+    ), overlapping.stderr
+
+    first.send_signal(signal.SIGKILL)  # the flow runs it started go on on the worker
+    first.wait()
+    again = engineer("backfill", "adult", *days, "--max-parallel", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert engineer("status", "adult", *days).returncode == 0
+    ran = [f"2024-02-{n}" for n in range(10, 13)]
+    assert_every_day_accounted_once(engineer.lake, ran)
+    assert engineer("backfill", "adult", *days, "--dry-run").stdout.count("already succeeded") == 3
+
+
+def test_repair_reruns_only_the_failed_stage_and_what_depends_on_it(engineer):
+    ds = REPAIRED_DAY
+    plant_bad_rows(engineer.landing, ds)
+    failed = engineer("run", "adult", "--ds", ds)
+    assert failed.returncode == 1
+    # the fix: this day's share of bad rows is accepted
+    repaired = engineer("repair", "adult", "--ds", ds, TIDEWATER_MAX_QUARANTINE_FRACTION="0.05")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "rerunning validate → score → monitor; reusing ingest" in repaired.stdout
+    assert read_ledger(engineer.lake, "adult", ds)["stage"].value_counts()["ingest"] == 1
+    assert_every_day_accounted_once(engineer.lake, [ds])
+    nothing = engineer("repair", "adult", "--ds", ds)
+    assert nothing.returncode == 0 and "nothing to repair" in nothing.stdout
