@@ -511,19 +511,17 @@ def _run_backfill(run, settings) -> None:
 
 
 def _deployment_days(run, settings, lake):
-    """Days as runs of the dataset's daily deployment (applied first when it is missing);
-    fails at once when no worker polls the work pool."""
+    """Days as runs of the dataset's daily deployment (applied first: idempotent, and the
+    deployment then takes this version's parameters); fails at once when no worker polls
+    the work pool."""
     from prefect.settings import PREFECT_API_URL
 
     from deployments.backfill import DeploymentDays
-    from deployments.deploy import apply_all, deployment_exists
     from deployments.services import online_workers
 
     name = f"pipeline/{run.dataset}-daily"
-    if not deployment_exists(name):
-        from datasets import dataset_names
-
-        apply_all(dataset_names(), settings.work_pool, None, settings.scoring_slots)
+    with console.status("applying the deployments"):
+        _apply_to_current_api(settings)
     if not online_workers(settings.work_pool, PREFECT_API_URL.value())():
         raise _fail(
             f"no worker polls the work pool {settings.work_pool!r} to run {name}: start one "
@@ -907,6 +905,8 @@ def _start_services(settings, worker: bool) -> Table:
     (runs find the served cluster through TIDEWATER_HOME, so the worker needs no address)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import prefect.client.orchestration  # noqa: F401 - imported once, not by each thread at once
+
     from deployments.server import ensure_prefect_api
 
     with console.status("starting the Prefect server"):
@@ -1032,16 +1032,21 @@ def doctor() -> None:
 
 def _apply_deployments(settings):
     with _prefect(settings, verbose=False):
-        from datasets import dataset_names
-        from deployments.deploy import apply_all
+        return _apply_to_current_api(settings)
 
-        webhook = settings.alert_webhook_url
-        return apply_all(
-            dataset_names(),
-            settings.work_pool,
-            webhook.get_secret_value() if webhook else None,
-            settings.scoring_slots,
-        )
+
+def _apply_to_current_api(settings):
+    """Apply what `tidewater deploy` applies to this process's Prefect API."""
+    from datasets import dataset_names
+    from deployments.deploy import apply_all
+
+    webhook = settings.alert_webhook_url
+    return apply_all(
+        dataset_names(),
+        settings.work_pool,
+        webhook.get_secret_value() if webhook else None,
+        settings.scoring_slots,
+    )
 
 
 def _reports_port(home: Path) -> int:

@@ -99,18 +99,6 @@ def build_deployments(datasets: list[str]) -> list[RunnerDeployment]:
     return deployments
 
 
-def deployment_exists(name: str) -> bool:
-    """Whether the deployment `flow/deployment` is applied."""
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            return False
-    return True
-
-
 def ensure_work_pool(name: str) -> None:
     """Create the process work pool `name` unless it exists."""
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):

@@ -67,12 +67,10 @@ def backfill_id(output: str) -> str:
 
 def plant_bad_rows(landing: Path, ds: str) -> Path:
     """A file of 40 rows whose age is not a number: over the 1% quarantine limit."""
-    bad = landing / f"ds={ds}" / "bad-ages.csv"
-    header = next((landing / f"ds={ds}").glob("*.csv")).read_text().split("\n", 1)[0]
-    row = "forty,Private,77516,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,"
-    row += "Male,2174,0,40,United-States,<=50K"
-    bad.write_text(header + "\n" + "\n".join([row] * 40) + "\n")
-    return bad
+    from datasets import adult
+
+    bad = adult.load_adult().iloc[:40].astype(object).assign(age="forty")
+    return Path(adult.write_landing_file(bad, str(landing / f"ds={ds}" / "bad-ages.csv"), "csv"))
 
 
 def assert_every_day_accounted_once(lake: Lake, days: list[str]) -> None:

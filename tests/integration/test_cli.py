@@ -63,7 +63,7 @@ def test_backfill_plans_from_the_ledger_runs_what_is_missing_and_is_idempotent(
 
     def backfill(*args: str) -> subprocess.CompletedProcess:
         return tidewater("backfill", "adult", "--start", "2024-03-01", "--end", "2024-03-03",
-                         *args, home=home, api=prefect_api)  # fmt: skip
+                         "--local", *args, home=home, api=prefect_api)  # fmt: skip
 
     planned = backfill("--dry-run")
     assert planned.returncode == 0, planned.stderr
