@@ -88,7 +88,9 @@ class Backfill:
         )
 
     def record(self, lake: Lake, status: str) -> None:
-        """Append the backfill's current state to the ledger under its id."""
+        """Append the backfill's current state to the ledger under its id: `rows_in` are the
+        rows landed on the days that succeeded; `details` the range, policy, who, where,
+        the days per state and each day's outcome."""
         outcome = {
             day.ds: {k: v for k, v in asdict(day).items() if k not in ("ds", "started")}
             for day in self.days
@@ -102,6 +104,7 @@ class Backfill:
             "who": self.who,
             "host": self.host,
             "pid": self.pid,
+            "counts": self.counts(),
             "days": outcome,
         }
         record_entry(
@@ -113,9 +116,7 @@ class Backfill:
                 run_id=self.id,
                 status=status,
                 started_at=self.started_at,
-                rows_in=sum(day.rows or 0 for day in self.days),
-                rows_out=self.counts()["succeeded"],
-                rows_diverted=len(self.failed()),
+                rows_in=sum(day.rows or 0 for day in self.days if day.state == "succeeded"),
                 error="; ".join(f"{day.ds}: {day.error}" for day in self.failed())[:2000] or None,
                 details=details,
             ),
