@@ -84,6 +84,13 @@ def _quiet_terminal(verbose: bool) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
 
 
+@app.callback()
+def _before_every_command() -> None:
+    # Prefect reads its console log level when it is first imported, which a command's own
+    # imports (datasets, flows) may do before it gets to `_prefect`.
+    _quiet_terminal(verbose=bool({"-v", "--verbose"} & set(sys.argv[1:])))
+
+
 @contextmanager
 def _prefect(settings, verbose: bool) -> Iterator[str]:
     """One Prefect API for this command and every process it starts, and these settings as
