@@ -226,14 +226,7 @@ class Lake:
         def delete(properties: CommitProperties) -> None:
             self.table(table, dataset).delete(predicate, commit_properties=properties)
 
-        slice_key = ",".join(f"{k}={v}" for k, v in slice_.items())
-        return self._commit(
-            table,
-            dataset,
-            delete,
-            app_id=f"tidewater:{table}:{dataset or ''}:delete:{slice_key}",
-            metadata={RUN_ID_KEY: run_id, "tidewater.slice": slice_key},
-        )
+        return self._commit_slice(table, dataset, slice_, delete, run_id, action="delete:")
 
     def _write(self, table, dataset, data, *, mode, predicate, partition_by):
         """A writer of `data` for `_commit`, which supplies the commit properties."""
@@ -340,12 +333,16 @@ class Lake:
                 commit_properties=properties,
             )
 
+        return self._commit_slice(table, dataset, slice_, write, run_id)
+
+    def _commit_slice(self, table, dataset, slice_, change, run_id, action=""):
+        """`_commit` of a change of one slice, under the slice's app id (per action)."""
         slice_key = ",".join(f"{k}={v}" for k, v in slice_.items())
         return self._commit(
             table,
             dataset,
-            write,
-            app_id=f"tidewater:{table}:{dataset or ''}:{slice_key}",
+            change,
+            app_id=f"tidewater:{table}:{dataset or ''}:{action}{slice_key}",
             metadata={RUN_ID_KEY: run_id, "tidewater.slice": slice_key},
         )
 
