@@ -73,6 +73,10 @@ class Backfill:
     def tag(self) -> str:
         return f"backfill:{self.id}"
 
+    def tags_of(self, ds: str) -> list[str]:
+        """The tags of the day's flow run: the backfill's, the dataset's and the day's."""
+        return [self.tag, f"dataset:{self.dataset}", f"ds:{ds}"]
+
     def counts(self) -> dict[str, int]:
         states = [day.state for day in self.days]
         return {state: states.count(state) for state in DAY_STATES}
@@ -190,7 +194,7 @@ class InProcessDays:
 
         from flows.pipeline import pipeline
 
-        with tags(self.backfill.tag, f"ds:{day.ds}"):
+        with tags(*self.backfill.tags_of(day.ds)):
             return pipeline(self.backfill.dataset, day.ds, stages=list(day.stages))
 
     def poll(self, days: Sequence[DayRun]) -> None:
@@ -231,7 +235,7 @@ class DeploymentDays:
                 "stages": list(day.stages),
             },
             flow_run_name=f"pipeline-{self.backfill.dataset}-{day.ds}",
-            tags=[self.backfill.tag, f"dataset:{self.backfill.dataset}", f"ds:{day.ds}"],
+            tags=self.backfill.tags_of(day.ds),
             timeout=0,
             as_subflow=False,
         )
@@ -298,13 +302,12 @@ def run_backfill(
     days: InProcessDays | DeploymentDays,
     on_change: Callable[[Backfill], None],
     first_alone: bool = False,
-) -> list[str]:
+) -> None:
     """Run the days of a started backfill, at most `max_parallel` at once, in the plan's
     order (with `first_alone`, the first one before any other: it trains the first model);
     `on_change` after each change of state. Records the backfill in the ledger when
     a day ends (or every HEARTBEAT_SECONDS) and when it ends: succeeded,
-    failed (some day failed) or interrupted. Returns the flow runs left in flight by an
-    interruption."""
+    failed (some day failed) or interrupted (the exception then goes on)."""
     recorded_at = time.monotonic()
     status = "interrupted"
     try:
@@ -329,7 +332,6 @@ def run_backfill(
                 recorded_at = time.monotonic()
         status = "failed" if backfill.failed() else "succeeded"
     finally:
-        left = days.close()
+        days.close()
         backfill.record(lake, status)
         on_change(backfill)
-    return left
