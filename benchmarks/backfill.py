@@ -12,14 +12,15 @@ included), `tidewater serve` (Prefect server, Dask cluster, reports server, work
   new process: imports, the API check, the served cluster, the pipeline);
 * each mode `deployment:P` / `local:P`: `tidewater backfill adult --start D1 --end DN
   --policy all --max-parallel P` (with `--local` for `local:P`), which reruns every stage of
-  every day, the same work as the anchor: flow runs of the daily deployment on the served
-  worker, or the pipeline in the backfill's own process.
+  every day, the same work as the anchor: one flow run per day, run by P lanes (flow runs
+  of the dataset's backfill deployment on the served worker), or by P threads of the
+  backfill's own process.
 
 Reported: wall seconds, seconds per day and the speedup over the anchor per mode (target:
 a backfill of 30 small days >= 3x faster than 30 sequential `tidewater run`), and the
 pipeline flow's own seconds per day (from the ledger) and the rest per day: wall / N minus
 flow seconds / days at once, i.e. what each day costs outside its flow (a process and its
-imports per `tidewater run` or per flow run on the worker, polling, the flow-run creation).
+imports per `tidewater run`, a lane's start, polling, the flow-run creation).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Running a backfill's planned days: through the daily deployment on the work pool's
-workers (flow runs tagged `backfill:{id}`, the day in their name), or in this process, at
-most `max_parallel` days at once; recorded in the ledger (a `backfill` row per change, the
-latest one with every day's outcome) and as a Prefect artifact.
+"""Running a backfill's planned days, at most `max_parallel` at once: on the work pool
+(lanes: flow runs of the dataset's backfill deployment, each running the days assigned to
+it in one warm process) or in this process, on threads. Every day is a flow run of
+`pipeline` tagged `backfill:{id}`, the day in its name. The backfill is recorded in the
+ledger (a `backfill` row per change, the latest one with every day's outcome) and as a
+Prefect artifact.
 
 A backfill that overlaps a running one of the same dataset is refused. "Running" means its
 latest ledger row says so and its process lives: on this host its pid, elsewhere a
 heartbeat (the row is rewritten at least every `HEARTBEAT_SECONDS`). Days whose flow run is
-still in flight on a worker (a backfill killed midway leaves them) are adopted, not run a
+still in flight (a backfill killed midway leaves them to its lanes) are adopted, not run a
 second time.
 """
 
@@ -176,8 +178,8 @@ def start_backfill(lake: Lake, backfill: Backfill) -> None:
 
 
 class InProcessDays:
-    """Runs days in this process, on threads: the pipeline flow called directly, tagged
-    with the backfill's tag."""
+    """Runs days in this process, on threads: each a day run (see flows.backfill_lane)
+    tagged with the backfill's tags."""
 
     def __init__(self, backfill: Backfill):
         self.backfill = backfill
@@ -185,17 +187,14 @@ class InProcessDays:
         self.futures: dict[str, Future] = {}
 
     def start(self, day: DayRun) -> None:
-        day.flow_run = f"pipeline-{self.backfill.dataset}-{day.ds}"
+        from flows.backfill_lane import create_day_run
+
+        run = create_day_run(
+            self.backfill.dataset, day.ds, list(day.stages), self.backfill.tags_of(day.ds)
+        )
+        day.flow_run, day.flow_run_id = run.name, str(run.id)
         # a copy of this thread's context: Prefect's settings (the API to use) live in it
-        self.futures[day.ds] = self.pool.submit(contextvars.copy_context().run, self._run, day)
-
-    def _run(self, day: DayRun) -> dict:
-        from prefect import tags
-
-        from flows.pipeline import pipeline
-
-        with tags(*self.backfill.tags_of(day.ds)):
-            return pipeline(self.backfill.dataset, day.ds, stages=list(day.stages))
+        self.futures[day.ds] = self.pool.submit(contextvars.copy_context().run, _run_day, run)
 
     def poll(self, days: Sequence[DayRun]) -> None:
         for day in days:
@@ -213,33 +212,85 @@ class InProcessDays:
         return []
 
 
-class DeploymentDays:
-    """Runs days as flow runs of the dataset's daily deployment, which the work pool's
-    workers pick up; adopts a day's flow run still in flight from an earlier backfill."""
+def _run_day(run) -> dict:
+    """Run a created day run here; its result, or the exception it failed with."""
+    from flows.backfill_lane import run_day
+
+    return run_day(run).result()
+
+
+class LaneDays:
+    """Runs days as day runs (see flows.backfill_lane) on lanes: flow runs of the dataset's
+    backfill deployment on the work pool, at most `max_parallel`, each running the day runs
+    assigned to it one after the other in one warm process. Adopts a day's flow run still
+    in flight from an earlier backfill; a day whose lane ended before running it goes to
+    another lane, and one whose lane died under it fails (its run is marked crashed)."""
 
     ACTIVE = ("SCHEDULED", "PENDING", "RUNNING")
 
     def __init__(self, backfill: Backfill, lake: Lake, deployment: str):
         self.backfill, self.lake, self.deployment = backfill, lake, deployment
+        self.lanes: list[str] = []  # keys of the lanes this backfill started
+        self.serving: dict[str, str] = {}  # lane key → the ds of the day assigned to it
 
     def start(self, day: DayRun) -> None:
-        from prefect.deployments import run_deployment
+        from flows.backfill_lane import create_day_run, lane_tag
 
         run = self._in_flight(day.ds)
         day.adopted = run is not None
-        run = run or run_deployment(
+        if run is None:
+            lane = self._free_lane(day.ds)
+            tags = [*self.backfill.tags_of(day.ds), lane_tag(lane)]
+            run = create_day_run(self.backfill.dataset, day.ds, list(day.stages), tags)
+        day.flow_run, day.flow_run_id = run.name, str(run.id)
+
+    def _free_lane(self, ds: str) -> str:
+        """A lane of this backfill, still running, with no day: a new one if none is."""
+        ended = self._ended_lanes(self.lanes)
+        for lane in self.lanes:
+            if lane not in self.serving and lane not in ended:
+                self.serving[lane] = ds
+                return lane
+        lane = f"{self.backfill.id}-{len(self.lanes) + 1}"
+        self._start_lane(lane)
+        self.lanes.append(lane)
+        self.serving[lane] = ds
+        return lane
+
+    def _start_lane(self, lane: str) -> None:
+        from prefect.deployments import run_deployment
+
+        run_deployment(
             self.deployment,
             parameters={
                 "dataset": self.backfill.dataset,
-                "ds": day.ds,
-                "stages": list(day.stages),
+                "backfill": self.backfill.id,
+                "lane": lane,
             },
-            flow_run_name=f"pipeline-{self.backfill.dataset}-{day.ds}",
-            tags=self.backfill.tags_of(day.ds),
+            tags=[self.backfill.tag, f"dataset:{self.backfill.dataset}"],
             timeout=0,
             as_subflow=False,
         )
-        day.flow_run, day.flow_run_id = run.name, str(run.id)
+
+    def _ended_lanes(self, lanes: Sequence[str]) -> dict[str, str]:
+        """Of `lanes`, those whose flow run has ended: key → how (state and message)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+        from flows.backfill_lane import lane_run_name
+
+        if not lanes:
+            return {}
+        names = {lane_run_name(self.backfill.dataset, lane): lane for lane in lanes}
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=list(names)))
+            )
+        return {
+            names[run.name]: f"{run.state.name}: {run.state.message or ''}".strip(": ")
+            for run in runs
+            if run.state is not None and run.state.is_final()
+        }
 
     def _in_flight(self, ds: str):
         from prefect.client.orchestration import get_client
@@ -267,20 +318,58 @@ class DeploymentDays:
 
         ids = [uuid.UUID(day.flow_run_id) for day in days]
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
-            )
-        states = {str(run.id): run.state for run in runs}
+            runs = {
+                str(run.id): run
+                for run in client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+                )
+            }
+        waiting = {day.ds: runs[day.flow_run_id] for day in days if day.flow_run_id in runs}
+        self._rescue_orphans(days, waiting)
         for day in days:
-            state = states.get(day.flow_run_id)
-            if state is None or not state.is_final():
+            run = waiting.get(day.ds)
+            if run is None or run.state is None or not run.state.is_final():
                 continue
+            self._free(day.ds)
             recorded = self._recorded(day)
-            if state.is_completed():
+            if run.state.is_completed():
                 day.state, day.rows = "succeeded", recorded.get("rows_in")
             else:
                 day.state = "failed"
-                day.error = recorded.get("error") or f"{state.name}: {state.message}"
+                day.error = recorded.get("error") or f"{run.state.name}: {run.state.message}"
+
+    def _rescue_orphans(self, days: Sequence[DayRun], runs: dict) -> None:
+        """Days whose lane ended: not started yet → to another lane; started → failed, and
+        their run marked crashed (nothing else would end it)."""
+        from prefect.client.orchestration import get_client
+        from prefect.states import Crashed
+
+        from flows.backfill_lane import LANE_TAG, lane_tag
+
+        lane_of = {
+            ds: next((t.removeprefix(LANE_TAG) for t in run.tags if t.startswith(LANE_TAG)), None)
+            for ds, run in runs.items()
+            if run.state is not None and not run.state.is_final()
+        }
+        ended = self._ended_lanes([lane for lane in lane_of.values() if lane])
+        for day in days:
+            lane = lane_of.get(day.ds)
+            if lane not in ended:
+                continue
+            run = runs[day.ds]
+            self._free(day.ds)
+            with get_client(sync_client=True) as client:
+                if run.state.is_scheduled():
+                    fresh = self._free_lane(day.ds)
+                    kept = [t for t in run.tags if not t.startswith(LANE_TAG)]
+                    client.update_flow_run(run.id, tags=[*kept, lane_tag(fresh)])
+                    continue
+                why = f"its backfill lane {lane} ended ({ended[lane]}) while it ran"
+                client.set_flow_run_state(run.id, Crashed(message=why), force=True)
+            day.state, day.error = "failed", why
+
+    def _free(self, ds: str) -> None:
+        self.serving = {lane: held for lane, held in self.serving.items() if held != ds}
 
     def _recorded(self, day: DayRun) -> dict:
         """The pipeline's ledger row of the day's flow run ({} if it recorded none)."""
@@ -292,14 +381,14 @@ class DeploymentDays:
         return {k: (None if v != v else v) for k, v in row.items()}  # NaN → None
 
     def close(self) -> list[str]:
-        """The flow runs still in flight (they go on on the workers)."""
+        """The flow runs still in flight (their lanes go on with them on the workers)."""
         return [day.flow_run for day in self.backfill.days if day.state == "running"]
 
 
 def run_backfill(
     backfill: Backfill,
     lake: Lake,
-    days: InProcessDays | DeploymentDays,
+    days: InProcessDays | LaneDays,
     on_change: Callable[[Backfill], None],
     first_alone: bool = False,
 ) -> None:

@@ -518,15 +518,15 @@ def _run_backfill(run, settings) -> None:
 
 
 def _deployment_days(run, settings, lake):
-    """Days as runs of the dataset's daily deployment (applied first: idempotent, and the
-    deployment then takes this version's parameters); fails at once when no worker polls
-    the work pool."""
+    """Days on lanes of the dataset's backfill deployment (the deployments are applied
+    first: idempotent, and they then take this version's parameters); fails at once when
+    no worker polls the work pool."""
     from prefect.settings import PREFECT_API_URL
 
-    from deployments.backfill import DeploymentDays
+    from deployments.backfill import LaneDays
     from deployments.services import online_workers
 
-    name = f"pipeline/{run.dataset}-daily"
+    name = f"backfill-lane/{run.dataset}-backfill"
     with console.status("applying the deployments"):
         _apply_to_current_api(settings)
     if not online_workers(settings.work_pool, PREFECT_API_URL.value())():
@@ -534,7 +534,7 @@ def _deployment_days(run, settings, lake):
             f"no worker polls the work pool {settings.work_pool!r} to run {name}: start one "
             "with `tidewater serve`, or run the backfill in this process with --local"
         )
-    return DeploymentDays(run, lake, name)
+    return LaneDays(run, lake, name)
 
 
 def _backfill_table(run, seconds: float) -> Table:

@@ -63,8 +63,10 @@ def retrain_trigger(dataset: str) -> DeploymentEventTrigger:
 
 
 def build_deployments(datasets: list[str]) -> list[RunnerDeployment]:
-    """Per dataset: `{name}-daily` (yesterday's partition at 02:00 UTC) and `{name}-retrain`
-    (run by its trigger on each retrain request, or by hand)."""
+    """Per dataset: `{name}-daily` (yesterday's partition at 02:00 UTC), `{name}-retrain`
+    (run by its trigger on each retrain request, or by hand) and `{name}-backfill` (the
+    lanes `tidewater backfill` starts)."""
+    from flows.backfill_lane import backfill_lane
     from flows.pipeline import pipeline
     from flows.retrain import retrain
 
@@ -93,6 +95,19 @@ def build_deployments(datasets: list[str]) -> list[RunnerDeployment]:
                 parameters={"dataset": name},
                 triggers=[retrain_trigger(name)],
                 tags=[name, "retrain"],
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+        )
+        deployments.append(
+            RunnerDeployment.from_flow(
+                backfill_lane,
+                name=f"{name}-backfill",
+                description=(
+                    f"A lane of a backfill of {name}: runs the days `tidewater backfill` "
+                    "assigns to it, one after the other in one process."
+                ),
+                parameters={"dataset": name},
+                tags=[name, "backfill"],
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 from prefect.artifacts import create_markdown_artifact
 
@@ -16,8 +17,12 @@ def artifact_key(text: str) -> str:
 
 
 def publish_markdown(markdown: str, key: str, description: str) -> None:
-    """Create (or add a version of) the markdown artifact `key`, sanitized by `artifact_key`."""
-    create_markdown_artifact(markdown=markdown, key=artifact_key(key), description=description)
+    """Create (or add a version of) the markdown artifact `key`, sanitized by `artifact_key`.
+    Outside a flow or task run (a CLI command's summary) it is the API's artifact of no run:
+    Prefect warns that it may stop taking those one day; the warning says nothing to a user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Artifact creation outside", FutureWarning)
+        create_markdown_artifact(markdown=markdown, key=artifact_key(key), description=description)
 
 
 BREACH_EVENT = "tidewater.threshold.breached"
