@@ -66,11 +66,45 @@ def cast_text(text: pd.Series, kind: str, null_tokens: Sequence[str] = ("",)) ->
     if kind == "boolean":
         values = text.str.lower().map({"true": True, "false": False, "1": True, "0": False})
         return values.astype("boolean")
-    numbers = pd.to_numeric(text, errors="coerce")
     if kind == "integer":
-        integral = numbers.notna() & np.isfinite(numbers) & (numbers == np.round(numbers))
-        return numbers.where(integral).astype("Int64")
-    return numbers.astype("Float64")
+        return _as_int64(text)
+    return pd.to_numeric(text, errors="coerce").astype("Float64")
+
+
+INT64_RANGE = (-(2**63), 2**63 - 1)
+_WHOLE = r"[+-]?\d+(?:\.0*)?"  # digits, maybe with a zero fraction ("39.0")
+_FLOAT_EXACT = 2**53  # beyond it a float no longer holds every integer
+
+
+def _as_int64(text: pd.Series) -> pd.Series:
+    """Integer text as Int64, exactly: digits are converted without a float in between;
+    other numerals ("1e3") only where a float holds them exactly. Fractions and values
+    beyond 64 bits are null (see `beyond_int64`)."""
+    out = pd.Series(pd.NA, index=text.index, dtype="Int64")
+    whole = text.str.fullmatch(_WHOLE).fillna(False).to_numpy(dtype=bool)
+    digits = text[whole].str.replace(r"\.0*$", "", regex=True)
+    short = (digits.str.lstrip("+-").str.len() <= 18).to_numpy(dtype=bool)  # fit in 64 bits
+    out[digits.index[short]] = pd.to_numeric(digits[short]).astype("Int64")
+    for index, value in digits[~short].map(int).items():
+        if INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+            out[index] = value
+    numbers = pd.to_numeric(text[~whole], errors="coerce")
+    exact = numbers.notna() & (numbers.abs() <= _FLOAT_EXACT) & (numbers == np.round(numbers))
+    out[numbers.index[exact.to_numpy(dtype=bool)]] = numbers[exact].astype("Int64")
+    return out
+
+
+def beyond_int64(text: pd.Series) -> pd.Series:
+    """Whether each text is a whole number outside the 64-bit integer range."""
+    text = text.astype("string").str.strip()
+    whole = text.str.fullmatch(_WHOLE).fillna(False).to_numpy(dtype=bool)
+    beyond = pd.Series(False, index=text.index)
+    digits = text[whole].str.replace(r"\.0*$", "", regex=True)
+    long = digits[(digits.str.lstrip("+-").str.len() > 18).to_numpy(dtype=bool)]
+    beyond[long.index] = long.map(lambda v: not INT64_RANGE[0] <= int(v) <= INT64_RANGE[1])
+    numbers = pd.to_numeric(text[~whole], errors="coerce")
+    beyond[numbers.index] = (numbers.abs() >= 2.0**63).fillna(False).to_numpy(dtype=bool)
+    return beyond.astype(bool)
 
 
 def type_columns(bronze: pd.DataFrame, dataset: Dataset) -> tuple[pd.DataFrame, pd.Series]:
@@ -86,9 +120,12 @@ def type_columns(bronze: pd.DataFrame, dataset: Dataset) -> tuple[pd.DataFrame, 
         values = cast_text(bronze[name], kind, null_tokens)
         if kind != "string":
             given = cast_text(bronze[name], "string", null_tokens)
-            bad = given.notna() & values.isna()
-            for index in bronze.index[bad.to_numpy()]:
+            bad = (given.notna() & values.isna()).to_numpy(dtype=bool)
+            beyond = (kind == "integer") & beyond_int64(given).to_numpy(dtype=bool)
+            for index in bronze.index[bad & ~beyond]:
                 failures.at[index] = failures.at[index] + [f"{name}: not a valid {kind}"]
+            for index in bronze.index[bad & beyond]:
+                failures.at[index] = failures.at[index] + [f"{name}: beyond the 64-bit integers"]
         typed[name] = values
     return pd.DataFrame(typed, index=bronze.index), failures
 

@@ -87,3 +87,24 @@ def test_quarantine_limit_fails_with_a_clear_message():
     check_quarantine_limit(split, "adult", "2024-01-01", limit=0.7)
     with pytest.raises(QuarantineLimitExceeded, match=r"2 of 3 rows quarantined \(66.7% > limit"):
         check_quarantine_limit(split, "adult", "2024-01-01", limit=0.5)
+
+
+def test_integers_are_typed_exactly_and_those_beyond_64_bits_are_named_so():
+    # a float in between would round 2**53 + 1 and wrap 2**63 to -2**63
+    split = split_valid_rows.fn(
+        bronze(
+            {"fnlwgt": "9007199254740993"},
+            {"fnlwgt": "9223372036854775807"},
+            {"fnlwgt": "9223372036854775808"},
+            {"fnlwgt": "-99999999999999999999"},
+            {"capital_gain": "1e3", "fnlwgt": "77516.0"},
+        ),
+        ADULT,
+    )
+    assert split.silver["fnlwgt"].tolist() == [9007199254740993, 2**63 - 1, 77516]
+    assert split.silver["capital_gain"].tolist() == [2174, 2174, 1000]
+    for row in ("r2", "r3"):  # named for what it is, not blamed on greater_than(0)
+        assert checks_of(split, row) == [
+            "fnlwgt: beyond the 64-bit integers",
+            "fnlwgt: not_nullable",
+        ]
