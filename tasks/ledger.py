@@ -197,8 +197,10 @@ def ledger_stage(
     record: Callable[[Lake, LedgerEntry], int] = record_ledger,
 ):
     """Yields the stage's `LedgerEntry` to fill in; records it when the stage ends, with
-    the stage's resource use, as failed (with the error) if the stage raised. `record`
-    appends the row: the Prefect task in flows, `record_entry` outside any flow."""
+    the stage's resource use, as failed (with the error) if the stage raised. A stage that
+    failed before its commit (no `delta_versions`) wrote no row: its row keeps what it
+    read (`rows_in`) and claims nothing written. `record` appends the row: the Prefect
+    task in flows, `record_entry` outside any flow."""
     entry = LedgerEntry(dataset=dataset, ds=ds, stage=stage, run_id=run_id)
     meter = StageMeter().start()
     try:
@@ -208,6 +210,8 @@ def ledger_stage(
         # hooks then record how the run ended (cancelled, crashed) after this row.
         entry.status = "failed" if isinstance(error, Exception) else "interrupted"
         entry.error = f"{type(error).__name__}: {error}"[:2000]
+        if not entry.delta_versions:
+            entry.rows_out = entry.rows_diverted = None
         entry.add_usage(meter.stop())
         record(lake, entry)
         raise

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
+
 from tasks.lake import Lake
 from tasks.ledger import LedgerEntry, day_status, record_ended_run, record_entry
 
@@ -53,3 +56,27 @@ def test_replays_after_the_latest_validate_move_rows_from_quarantined_to_silver(
     day = day_status(lake, "adult")[0]
     assert (day["silver"], day["quarantined"]) == (88, 12)
     assert list(day["stages"]) == ["validate", "replay"]
+
+
+def test_a_stage_failing_before_its_commit_claims_no_row_written(tmp_path):
+    from tasks.ledger import ledger_stage, read_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    with (
+        pytest.raises(OSError, match="No space left"),
+        ledger_stage(lake, "adult", "2024-01-02", "ingest", "r1", record=record_entry) as stage,
+    ):
+        stage.rows_in, stage.rows_out, stage.rows_diverted = 6116, 6106, 10
+        raise OSError(28, "No space left on device")  # the bronze commit fails
+    with (
+        pytest.raises(ValueError, match="limit"),
+        ledger_stage(lake, "adult", "2024-01-02", "validate", "r2", record=record_entry) as stage,
+    ):
+        stage.rows_in, stage.rows_out, stage.rows_diverted = 6106, 4000, 2106
+        stage.delta_versions = {"silver": 3, "quarantine": 2}  # committed, then the limit
+        raise ValueError("quarantine limit exceeded")
+    rows = read_ledger(lake, "adult").set_index("stage")
+    ingest, validate = rows.loc["ingest"], rows.loc["validate"]
+    assert ingest["rows_in"] == 6116  # what it read
+    assert pd.isna(ingest["rows_out"]) and pd.isna(ingest["rows_diverted"])  # nothing written
+    assert (validate["rows_out"], validate["rows_diverted"]) == (4000, 2106)  # written
