@@ -25,6 +25,13 @@ def ingest(dataset: str, ds: str) -> dict:
         contents, markers = fetch_partition(
             settings.landing_uri, dataset, ds, storage_options_of(settings)
         )
+        hidden_data = [name for name in markers if spec.landing.kind_of(name) is not None]
+        if hidden_data:  # skipped by the hidden/marker convention, though they look like data
+            get_run_logger().warning(
+                "ds=%s: skipped as hidden or marker files: %s (rename them to load them)",
+                ds,
+                ", ".join(hidden_data),
+            )
         labels_apart = (spec.roles.target,)  # features may land before their labels
         batch = build_partition(
             contents, dataset, spec.columns, ds, run_id, spec.landing, labels_apart

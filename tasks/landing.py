@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -68,11 +69,29 @@ def list_landed_files(
         if is_marker(name):
             markers.append(name)
             continue
+        if info.get("islink"):
+            _refuse_link_out_of(landing_uri, f"{root}/{name}", full_path)
         uri = f"{root}/{name}"
         files.append(LandedFile(uri=uri, name=name, size=int(info.get("size") or 0)))
     if not files:
         raise FileNotFoundError(f"nothing landed for {dataset} ds={ds}: {root} holds no data file")
     return files, markers
+
+
+class LinkOutOfLanding(RuntimeError):
+    """A landed file is a symbolic link to a file outside the landing zone."""
+
+
+def _refuse_link_out_of(landing_uri: str, uri: str, local_path: str) -> None:
+    """Raise LinkOutOfLanding when the link at `local_path` resolves outside the landing
+    zone: ingest reads only what was landed, never what a link points at elsewhere."""
+    root = os.path.realpath(fsspec.core.url_to_fs(landing_uri)[1])
+    target = os.path.realpath(local_path)
+    if os.path.commonpath([root, target]) != root:
+        raise LinkOutOfLanding(
+            f"{uri} is a link to {target}, outside the landing zone {landing_uri}: refused; "
+            "land a copy of the file instead"
+        )
 
 
 def read_landed_file(

@@ -63,6 +63,12 @@ def parse_file(
     notes: list[str] = []
     cut_short: list[Reject] = []
     if name.lower().endswith(".gz"):
+        if data and not data.startswith(GZIP_MAGIC):
+            return ParsedFile(
+                unreadable=f"{name}: not gzip data ({len(data):,} bytes, starting "
+                f"{data[:24].decode('utf-8', 'replace')!r}); recompress it, or land it "
+                "without .gz"
+            )
         data, truncated = gunzip(data)
         if truncated:
             notes.append(truncated)
@@ -89,6 +95,9 @@ def parse_file(
     for record in parsed.records:
         record.issues = [issue for issue in record.issues if issue not in absent_allowed]
     return parsed
+
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def gunzip(data: bytes) -> tuple[bytes, str | None]:

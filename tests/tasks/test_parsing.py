@@ -86,6 +86,12 @@ def test_gzip_csv_and_truncated_gzip():
     assert any("truncated gzip" in r.error for r in truncated.rejects)
 
 
+def test_a_plain_file_named_gz_is_unreadable_with_its_size_not_a_truncated_stream():
+    parsed = parse("x.csv.gz", b"a,b,c\n1,2,3\n")
+    assert parsed.records == [] and parsed.rejects == []
+    assert parsed.unreadable.startswith("x.csv.gz: not gzip data (12 bytes, starting 'a,b,c")
+
+
 def test_json_lines_with_bad_lines_and_missing_keys():
     data = b'{"a": 1, "b": "x", "c": null}\nnot json\n[1, 2]\n{"a": 2.0, "b": "y"}\n'
     parsed = parse("x.jsonl", data)
