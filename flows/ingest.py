@@ -8,8 +8,8 @@ from datasets import get_dataset
 from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, storage_options_of
 from flows.settings import current_settings
 from tasks.bronze import UnreadableFiles, build_partition, relanded_changes, write_partition
-from tasks.landing import fetch_partition
-from tasks.ledger import last_succeeded, ledger_stage
+from tasks.landing import fetch_partition, without_duplicates
+from tasks.ledger import ingested_elsewhere, last_succeeded, ledger_stage
 from tasks.schema_evolution import migrate_tables
 
 
@@ -32,11 +32,22 @@ def ingest(dataset: str, ds: str) -> dict:
                 ds,
                 ", ".join(hidden_data),
             )
+        duplicates = []
+        if settings.duplicate_files == "skip":
+            elsewhere = ingested_elsewhere(lake, dataset, ds)
+            contents, duplicates = without_duplicates(contents, elsewhere)
+            for duplicate in duplicates:
+                get_run_logger().warning(
+                    "ds=%s: %s not ingested: same bytes as %s",
+                    ds,
+                    duplicate["path"],
+                    duplicate["same_as"],
+                )
         labels_apart = (spec.roles.target,)  # features may land before their labels
         batch = build_partition(
             contents, dataset, spec.columns, ds, run_id, spec.landing, labels_apart
         )
-        entry.files = batch.files
+        entry.files = batch.files + duplicates  # every landed file, the duplicates marked
         if batch.unreadable:
             raise UnreadableFiles(f"{dataset} ds={ds}: " + "; ".join(batch.unreadable))
         entry.rows_in = batch.landed_rows

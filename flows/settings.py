@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     shard_retries: int = Field(default=2, ge=0)
 
     max_quarantine_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    duplicate_files: Literal["skip", "ingest"] = Field(
+        default="skip",
+        description="a landed file whose bytes equal another's of the day, or a file ingested "
+        "on another day: `skip` ingests one copy and records the others in the ledger; "
+        "`ingest` reads every copy",
+    )
     drift_retrain_share: float = Field(default=0.3, gt=0.0, le=1.0)
     retrain_policy: dict[str, dict[str, int | bool]] = Field(
         default={},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import time
@@ -54,7 +55,26 @@ class StagedFile:
 
 
 class SliceWriteError(RuntimeError):
-    """A slice could not be committed after every retry."""
+    """A slice could not be committed: a lasting cause (disk full, no permission), or
+    conflicts and errors on every retry."""
+
+
+# Storage errors no retry mends: no space, quota, read-only filesystem, no permission.
+_LASTING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_LASTING_TEXTS = ("No space left on device", "Disk quota exceeded", "Read-only file system",
+                  "Permission denied")  # fmt: skip
+
+
+def _lasting(error: Exception) -> bool:
+    """Whether `error` (an OSError, or delta-rs's text of one) is a lasting storage fault."""
+    if isinstance(error, OSError) and error.errno in _LASTING_ERRNOS:
+        return True
+    return any(text in str(error) for text in _LASTING_TEXTS)
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:500] if text else ''}"
 
 
 @dataclass(frozen=True)
@@ -268,9 +288,14 @@ class Lake:
                 if landed is not None:
                     return landed
                 last_error = error
+                if _lasting(error):  # retrying cannot help: say why at once
+                    raise SliceWriteError(
+                        f"could not commit to {uri}: {_first_line(error)}"
+                    ) from error
                 time.sleep(min(0.05 * 2**attempt, 2.0))
         raise SliceWriteError(
-            f"could not commit to {uri} after {self.commit_attempts} attempts"
+            f"could not commit to {uri} after {self.commit_attempts} attempts; the last "
+            f"error: {_first_line(last_error)}"
         ) from last_error
 
     def stage_file(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import fsspec
@@ -101,6 +101,23 @@ def read_landed_file(
     with fsspec.open(file.uri, "rb", **dict(storage_options or {})) as handle:
         data = handle.read()
     return FileContent(file=file, data=data, checksum=hashlib.sha256(data).hexdigest())
+
+
+def without_duplicates(
+    contents: Sequence[FileContent], ingested_elsewhere: Mapping[str, str]
+) -> tuple[list[FileContent], list[dict]]:
+    """The files to ingest, and the duplicates left out: a file whose bytes equal an
+    earlier one's of the day (by name) or those of a file ingested on another day
+    (`ingested_elsewhere`: sha256 → where). Empty files hold no record: never duplicates."""
+    kept, duplicates, seen = [], [], dict(ingested_elsewhere)
+    for content in contents:
+        same_as = seen.get(content.checksum) if content.data.strip() else None
+        if same_as is None:
+            seen.setdefault(content.checksum, content.file.uri)
+            kept.append(content)
+        else:
+            duplicates.append(content.receipt() | {"same_as": same_as})
+    return kept, duplicates
 
 
 @step(retries=2)

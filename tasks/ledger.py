@@ -162,6 +162,20 @@ def backfill_records(lake: Lake, dataset: str) -> list[dict[str, Any]]:
     return frame.groupby("run_id", sort=False).tail(1).to_dict("records")
 
 
+def ingested_elsewhere(lake: Lake, dataset: str, ds: str) -> dict[str, str]:
+    """sha256 → "ds=D path" of each file the latest succeeded ingest of every other day
+    of `dataset` read."""
+    ledger = read_ledger(lake, dataset)
+    ingests = ledger[(ledger["stage"] == "ingest") & (ledger["ds"] != ds)]
+    ingests = ingests[ingests["status"] == "succeeded"].groupby("ds").tail(1)
+    return {
+        file["sha256"]: f"ds={day} {file['path']}"
+        for day, files in zip(ingests["ds"], ingests["files"], strict=True)
+        for file in files or []
+        if "sha256" in file and "same_as" not in file
+    }
+
+
 def last_succeeded(lake: Lake, dataset: str, ds: str, stage: str) -> dict[str, Any] | None:
     """The latest succeeded run of `stage` for (dataset, ds), as a dict, or None."""
     frame = read_ledger(lake, dataset, ds)

@@ -240,3 +240,20 @@ def test_a_day_of_empty_files_is_accounted_as_zero_rows(settings, runs):
     run = pipeline(DATASET, ds)
     assert run["landed"] == run["bronze"] == run["silver"] == run["predictions"] == 0
     assert run["verdict"] == "no-data"
+
+
+def test_the_same_file_landed_twice_is_ingested_once_and_the_copy_recorded(settings, runs):
+    ds = "2024-02-01"
+    folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
+    fresh = adult.write_landing_file(adult.load_adult().iloc[1000:1200], f"{folder}/a.csv", "csv")
+    fs, _ = fsspec.core.url_to_fs(folder)
+    fs.copy(fresh, f"{folder}/b.csv")  # the same bytes under a second name
+    earlier = f"{settings.landing_uri}/{DATASET}/ds={CLEAN_DAYS[0]}/part-0000.csv"
+    fs.copy(earlier, f"{folder}/c.csv")  # a file another day ingested
+    run = pipeline(DATASET, ds)
+    assert run["landed"] == run["bronze"] == run["silver"] == 200
+    assert table(settings, "silver", ds)["_source"].str.endswith("/a.csv").all()
+    ingest = read_ledger(lake_of(settings), DATASET, ds).query("stage == 'ingest'").iloc[-1]
+    same_as = {f["path"].rsplit("/", 1)[-1]: f.get("same_as") for f in ingest["files"]}
+    assert same_as["a.csv"] is None and same_as["b.csv"].endswith("/a.csv")
+    assert same_as["c.csv"].startswith(f"ds={CLEAN_DAYS[0]} ")

@@ -95,3 +95,57 @@ def test_delete_rows_removes_only_the_named_rows_of_the_slice(tmp_path):
     with pytest.raises(ValueError, match="invalid slice value"):
         lake.delete_rows("quarantine", "d", {"ds": "2024-01-01"}, "id", ["b') OR ('1"], run_id="x")
     assert lake.read("quarantine", "d").num_rows == 2
+
+
+def failing_writes(monkeypatch, errors: list[Exception], land_first: bool = False) -> list:
+    """Make delta-rs's writes raise `errors` in turn (after landing the commit when
+    `land_first`: its answer lost), then work; returns the attempts seen."""
+    import tasks.lake as lake_module
+
+    real, attempts = lake_module.write_deltalake, []
+
+    def write(*args, **kwargs):
+        attempts.append(kwargs["commit_properties"])
+        if len(attempts) <= len(errors):
+            if land_first:
+                real(*args, **kwargs)
+            raise errors[len(attempts) - 1]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lake_module, "write_deltalake", write)
+    return attempts
+
+
+def test_a_full_disk_fails_the_commit_at_once_naming_the_cause(tmp_path, monkeypatch):
+    from tasks.lake import SliceWriteError
+
+    lake = Lake(str(tmp_path))
+    attempts = failing_writes(monkeypatch, [OSError(28, "No space left on device")] * 9)
+    with pytest.raises(SliceWriteError, match=r"bronze.*OSError: \[Errno 28\] No space left"):
+        lake.replace_slice("bronze", "d", day("2024-01-01", [1]), {"ds": "2024-01-01"}, run_id="a")
+    assert len(attempts) == 1  # not retried 8 times
+
+
+def test_a_commit_that_landed_although_it_errored_is_not_written_twice(tmp_path, monkeypatch):
+    from deltalake.exceptions import DeltaError
+
+    lake = Lake(str(tmp_path))
+    attempts = failing_writes(monkeypatch, [DeltaError("connection reset")], land_first=True)
+    version = lake.append("ledger", None, day("2024-01-01", [1, 2]), run_id="a")
+    assert len(attempts) == 1 and version == 0
+    assert lake.read("ledger").column("x").to_pylist() == [1, 2]
+
+
+def test_a_conflict_is_retried_and_every_failure_named_when_retries_run_out(tmp_path, monkeypatch):
+    from deltalake.exceptions import CommitFailedError
+
+    from tasks.lake import SliceWriteError
+
+    lake = Lake(str(tmp_path))
+    attempts = failing_writes(monkeypatch, [CommitFailedError("concurrent transaction")])
+    lake.append("ledger", None, day("2024-01-01", [1]), run_id="a")
+    assert len(attempts) == 2 and lake.read("ledger").num_rows == 1
+    attempts = failing_writes(monkeypatch, [CommitFailedError("concurrent transaction")] * 99)
+    with pytest.raises(SliceWriteError, match="after 8 attempts; the last error: CommitFailed"):
+        lake.append("ledger", None, day("2024-01-01", [2]), run_id="b")
+    assert len(attempts) == 8
