@@ -45,10 +45,19 @@ def _row_ids(lake: Lake, table: str, dataset: str, where: dict[str, str]) -> set
 def count_rows(
     lake: Lake, dataset: str, ds: str, landed: int, model_version: str | None
 ) -> RowAccount:
-    """How many rows of (dataset, ds) each table holds. Raises on duplicated row ids, and
-    when the champion's predictions are not exactly the silver rows."""
+    """How many rows of (dataset, ds) each table holds. Raises on duplicated row ids, when
+    silver and quarantine are not a split of bronze (by row id), and when the champion's
+    predictions are not exactly the silver rows."""
     where = {"ds": ds}
     ids = {table: _row_ids(lake, table, dataset, where) for table in PIPELINE_TABLES}
+    split = ids["silver"] | ids["quarantine"]
+    if ids["silver"] & ids["quarantine"] or split != ids["bronze"]:
+        raise AccountingError(
+            f"{dataset} ds={ds}: silver and quarantine are not a split of bronze: "
+            f"{len(ids['silver'] & ids['quarantine'])} rows in both, "
+            f"{len(ids['bronze'] - split)} bronze rows in neither, "
+            f"{len(split - ids['bronze'])} rows not in bronze"
+        )
     predicted: set[str] = set()
     if model_version is not None:
         predicted = _row_ids(lake, "predictions", dataset, where | {"model_version": model_version})
