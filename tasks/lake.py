@@ -27,6 +27,11 @@ from deltalake.transaction import AddAction
 
 from tasks import step
 
+# A column's min/max in the Delta log is cut to this many bytes: one huge landed value
+# (kept whole in its row) would otherwise be copied into the log, and every later open of
+# the table would read it.
+STATS_TRUNCATE_BYTES = 64
+
 PER_DATASET_TABLES = (
     "bronze",
     "rejects",
@@ -262,7 +267,10 @@ class Lake:
                 commit_properties=properties,
                 # appended history (the ledger) gains columns as the code grows
                 schema_mode="merge" if mode == "append" else None,
-                writer_properties=WriterProperties(max_row_group_size=self.row_group_rows),
+                writer_properties=WriterProperties(
+                    max_row_group_size=self.row_group_rows,
+                    statistics_truncate_length=STATS_TRUNCATE_BYTES,
+                ),
             )
 
         return write

@@ -149,3 +149,16 @@ def test_a_conflict_is_retried_and_every_failure_named_when_retries_run_out(tmp_
     with pytest.raises(SliceWriteError, match="after 8 attempts; the last error: CommitFailed"):
         lake.append("ledger", None, day("2024-01-01", [2]), run_id="b")
     assert len(attempts) == 8
+
+
+def test_a_huge_value_is_kept_whole_in_its_row_but_not_copied_into_the_log(tmp_path):
+    import glob
+    import os
+
+    huge = "a" * 5_000_000  # its own min and max: written whole into the log before
+    lake = Lake(str(tmp_path))
+    rows = pa.table({"ds": ["2024-01-01"] * 2, "_row_id": ["r1", "r2"], "raw": [huge, "b"]})
+    lake.replace_slice("quarantine", "d", rows, {"ds": "2024-01-01"}, run_id="a")
+    (log,) = glob.glob(str(tmp_path / "quarantine" / "d" / "_delta_log" / "*.json"))
+    assert os.path.getsize(log) < 10_000
+    assert lake.read("quarantine", "d").sort_by("_row_id").column("raw").to_pylist() == [huge, "b"]
