@@ -26,7 +26,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tasks.lake import Lake
-from tasks.ledger import LedgerEntry, backfill_records, read_ledger, record_entry
+from tasks.ledger import (
+    LedgerEntry,
+    backfill_records,
+    process_alive,
+    read_ledger,
+    record_entry,
+)
 
 HEARTBEAT_SECONDS = 60
 STALE_AFTER = timedelta(minutes=10)  # a backfill elsewhere silent this long is dead
@@ -142,14 +148,9 @@ def running_backfills(lake: Lake, dataset: str) -> list[dict]:
 
 def _alive(record: dict, now: datetime) -> bool:
     details = record["details"] or {}
-    if details.get("host") == socket.gethostname():
-        try:
-            os.kill(int(details["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's live process
-            return True
-        return True
+    alive = process_alive(details.get("host"), details.get("pid"))
+    if alive is not None:
+        return alive
     return now - record["finished_at"].to_pydatetime() < STALE_AFTER
 
 

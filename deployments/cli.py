@@ -854,8 +854,9 @@ def status(
     failed: Annotated[bool, typer.Option("--failed", help="only the days that failed")] = False,
 ) -> None:
     """Per-day row counts, stage statuses and drift verdicts of DATASET, from the ledger,
-    for the days from START to END. Exits 1 when a day in range has a stage whose latest
-    run did not succeed (failed, crashed, interrupted, cancelled), 0 otherwise."""
+    for the days from START to END. A stage running now shows as running; one whose process
+    died without recording its end, as crashed. Exits 1 when a day in range has a stage
+    whose latest run failed, crashed, was interrupted or cancelled, 0 otherwise."""
     from flows.resources import lake_of
     from tasks.ledger import day_status
 
@@ -880,7 +881,8 @@ def status(
 
 
 def _did_not_succeed(row: dict) -> bool:
-    return any(state != "succeeded" for state in row["stages"].values())
+    """A stage's latest run failed, crashed, was interrupted or cancelled (running is not)."""
+    return any(state not in _NOT_FAILED for state in row["stages"].values())
 
 
 @app.command()
@@ -1173,9 +1175,17 @@ def _count(value) -> str:
 
 
 def _stage_states(stages: dict[str, str]) -> str:
-    """`all ok`, or each stage whose latest run did not succeed, with how it ended."""
-    bad = [f"{state}: {name}" for name, state in stages.items() if state != "succeeded"]
-    return "[red]" + ", ".join(bad) + "[/]" if bad else "all ok"
+    """`all ok`, or the stages running now and those whose latest run did not succeed,
+    with how it ended."""
+    running = [f"running: {name}" for name, state in stages.items() if state == "running"]
+    bad = [f"{state}: {name}" for name, state in stages.items() if state not in _NOT_FAILED]
+    shown = ([f"[yellow]{', '.join(running)}[/]"] if running else []) + (
+        [f"[red]{', '.join(bad)}[/]"] if bad else []
+    )
+    return ", ".join(shown) or "all ok"
+
+
+_NOT_FAILED = ("succeeded", "running")
 
 
 def _print_status(dataset: str, settings, days: list[str] | None = None) -> bool:

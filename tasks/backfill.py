@@ -171,7 +171,7 @@ def _latest_failure(statuses: Mapping[str, str], errors: Mapping[str, Any]) -> s
     `succeeded`, as "last <stage> <status>: <error's first line>", or None."""
     for stage in (*PIPELINE_STAGES, PIPELINE_RUN):
         status = statuses.get(stage)
-        if status is not None and status != "succeeded":
+        if status not in (None, "succeeded", "running"):  # running: not complete, not failed
             error = _first_line(errors.get(stage))
             return f"last {stage} {status}" + (f": {error}" if error else "")
     return None

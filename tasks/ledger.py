@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -67,6 +69,24 @@ LEDGER_SCHEMA = pa.schema(
 # How a stage run ended: `interrupted` when a signal stopped it; `crashed` and `cancelled`
 # are recorded by Prefect state hooks when its process died or an operator cancelled it.
 FINAL_STATUSES = ("succeeded", "failed", "interrupted", "crashed", "cancelled")
+# A stage records `started` when it begins. Read back, a stage whose latest row is
+# `started` is `running` while its process lives, and `crashed` once it is gone (on this
+# host: its pid; elsewhere: started longer than STALE_AFTER ago).
+STARTED = "started"
+STALE_AFTER = timedelta(hours=6)
+
+
+def process_alive(host: str | None, pid: int | None) -> bool | None:
+    """Whether process `pid` of `host` lives; None when `host` is not this one."""
+    if host != socket.gethostname() or pid is None:
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 @dataclass
@@ -210,11 +230,14 @@ def ledger_stage(
     run_id: str,
     record: Callable[[Lake, LedgerEntry], int] = record_ledger,
 ):
-    """Yields the stage's `LedgerEntry` to fill in; records it when the stage ends, with
-    the stage's resource use, as failed (with the error) if the stage raised. A stage that
-    failed before its commit (no `delta_versions`) wrote no row: its row keeps what it
-    read (`rows_in`) and claims nothing written. `record` appends the row: the Prefect
-    task in flows, `record_entry` outside any flow."""
+    """Records the stage as started (host and pid: a reader can tell a running stage from
+    one whose process died), then yields the stage's `LedgerEntry` to fill in and records
+    it when the stage ends, with the stage's resource use; as failed (with the error) if
+    the stage raised. A stage that failed before its commit (no `delta_versions`) wrote no
+    row: its row keeps what it read (`rows_in`) and claims nothing written. `record`
+    appends the rows: the Prefect task in flows, `record_entry` outside any flow."""
+    where = {"host": socket.gethostname(), "pid": os.getpid()}
+    record(lake, LedgerEntry(dataset, ds, stage, run_id, status=STARTED, details=where))
     entry = LedgerEntry(dataset=dataset, ds=ds, stage=stage, run_id=run_id)
     meter = StageMeter().start()
     try:
@@ -242,7 +265,7 @@ def record_ended_run(
         raise ValueError(f"unknown status {status!r}")
     recorded = read_ledger(lake, dataset, ds)
     mine = recorded[(recorded["run_id"] == run_id) & (recorded["stage"] == stage)]
-    if (mine["status"] != "interrupted").any():
+    if mine["status"].isin([s for s in FINAL_STATUSES if s != "interrupted"]).any():
         return
     entry = LedgerEntry(dataset, ds, stage, run_id, status=status, error=message[:2000])
     record_entry(lake, entry)
@@ -267,6 +290,27 @@ def _without_superseded_training(latest: pd.DataFrame) -> pd.DataFrame:
     return latest[~superseded]
 
 
+def _with_unfinished_resolved(latest: pd.DataFrame, now: datetime | None = None) -> pd.DataFrame:
+    """`started` rows (stages with no end recorded) as `running`, or `crashed` with why."""
+    started = (latest["status"] == STARTED).to_numpy(dtype=bool)
+    if not started.any():
+        return latest
+    latest, now = latest.copy(), now or datetime.now(UTC)
+    for index in latest.index[started]:
+        row = latest.loc[index]
+        where = row["details"] or {}
+        alive = process_alive(where.get("host"), where.get("pid"))
+        if alive is None:  # elsewhere: only its age tells
+            alive = now - row["finished_at"].to_pydatetime() < STALE_AFTER
+        latest.loc[index, "status"] = "running" if alive else "crashed"
+        if not alive:
+            latest.loc[index, "error"] = (
+                f"started {row['finished_at']:%Y-%m-%d %H:%M} UTC by pid {where.get('pid')} on "
+                f"{where.get('host')}, which ended without recording how the stage ended"
+            )
+    return latest
+
+
 def _replayed_since_validation(ledger: pd.DataFrame) -> dict[str, int]:
     """Per day, the rows that succeeded replays moved from quarantine to silver after the
     day's latest validate (which rebuilds both from bronze, so undoes earlier replays)."""
@@ -289,7 +333,7 @@ def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
     verdict and report, as the ledger records them. Silver and quarantined rows are the
     latest validate's, moved by the replays recorded after it."""
     ledger = read_ledger(lake, dataset)
-    latest = _without_superseded_training(_latest_of(ledger))
+    latest = _with_unfinished_resolved(_without_superseded_training(_latest_of(ledger)))
     replayed = _replayed_since_validation(ledger)
     days = []
     for ds, runs in latest.groupby("ds", sort=True):
@@ -310,7 +354,11 @@ def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
                 "verdict": value("monitor", "verdict"),
                 "report": value("monitor", "report"),
                 "stages": {name: stage[name]["status"] for name in STAGES if name in stage},
-                "errors": {n: r["error"] for n, r in stage.items() if r["status"] != "succeeded"},
+                "errors": {
+                    name: row["error"]
+                    for name, row in stage.items()
+                    if row["status"] not in ("succeeded", "running")
+                },
             }
         )
     return days

@@ -75,8 +75,70 @@ def test_a_stage_failing_before_its_commit_claims_no_row_written(tmp_path):
         stage.rows_in, stage.rows_out, stage.rows_diverted = 6106, 4000, 2106
         stage.delta_versions = {"silver": 3, "quarantine": 2}  # committed, then the limit
         raise ValueError("quarantine limit exceeded")
-    rows = read_ledger(lake, "adult").set_index("stage")
+    rows = read_ledger(lake, "adult").query("status != 'started'").set_index("stage")
     ingest, validate = rows.loc["ingest"], rows.loc["validate"]
     assert ingest["rows_in"] == 6116  # what it read
     assert pd.isna(ingest["rows_out"]) and pd.isna(ingest["rows_diverted"])  # nothing written
     assert (validate["rows_out"], validate["rows_diverted"]) == (4000, 2106)  # written
+
+
+def a_dead_pid() -> int:
+    import os
+
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    return child
+
+
+def test_a_stage_in_progress_is_running_and_one_whose_process_died_is_crashed(tmp_path):
+    import os
+    import socket
+
+    from tasks.ledger import ledger_stage
+
+    lake = Lake(str(tmp_path / "lake"))
+    here = socket.gethostname()
+    with ledger_stage(lake, "adult", "2024-01-02", "ingest", "r1", record=record_entry):
+        pass
+    with ledger_stage(lake, "adult", "2024-01-02", "score", "r1", record=record_entry):
+        (day,) = day_status(lake, "adult")  # while the stage runs
+        assert day["stages"] == {"ingest": "succeeded", "score": "running"}
+        assert day["errors"] == {}
+    (day,) = day_status(lake, "adult")
+    assert day["stages"] == {"ingest": "succeeded", "score": "succeeded"}
+
+    killed = {"host": here, "pid": a_dead_pid()}  # SIGKILLed mid-scoring: no end recorded
+    record_entry(lake, entry("2024-01-03", "score", "r2", "started", details=killed))
+    alive = {"host": here, "pid": os.getpid()}
+    record_entry(lake, entry("2024-01-04", "score", "r3", "started", details=alive))
+    days = {day["ds"]: day for day in day_status(lake, "adult")}
+    assert days["2024-01-03"]["stages"] == {"score": "crashed"}
+    assert (
+        f"by pid {killed['pid']} on {here}, which ended without"
+        in days["2024-01-03"]["errors"]["score"]
+    )
+    assert days["2024-01-04"]["stages"] == {"score": "running"}
+
+
+def test_a_stage_started_elsewhere_is_crashed_once_stale(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    import tasks.ledger as ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    far = {"host": "another-host", "pid": 1}
+    record_entry(lake, entry("2024-01-03", "score", "r2", "started", details=far))
+    assert day_status(lake, "adult")[0]["stages"] == {"score": "running"}
+    later = datetime.now(UTC) + ledger.STALE_AFTER + ledger.timedelta(minutes=1)
+    monkeypatch.setattr(ledger, "datetime", type("Later", (), {"now": lambda tz: later}))
+    assert day_status(lake, "adult")[0]["stages"] == {"score": "crashed"}
+
+
+def test_a_crash_prefect_reports_is_recorded_after_the_started_row(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-02", "pipeline", "r9", "started", details={}))
+    record_ended_run(lake, "adult", "2024-01-02", "pipeline", "r9", "crashed", "Crashed")
+    day = day_status(lake, "adult")[0]
+    assert day["stages"]["pipeline"] == "crashed" and day["errors"]["pipeline"] == "Crashed"
