@@ -196,12 +196,42 @@ def _run_days(
                 result = pipeline(dataset, ds, stages=list(stages) if stages else None)
             except Exception as error:  # noqa: BLE001 - reported, then the next day runs
                 failed.append(ds)
-                err.print(f"[red]ds={ds} failed:[/] {type(error).__name__}: {error}")
+                err.print(f"[red]ds={ds} failed:[/] {_why(error)}")
+                if _api_gone(error):
+                    break  # every later day would fail the same way
                 progress.advance(bar)
                 continue
             _report_loop(dataset, ds, result, follow_retrains, progress)
             progress.advance(bar)
     return failed
+
+
+API_GONE = (
+    "the Prefect API at {url} is gone ({error}); start it again (`tidewater serve`, or "
+    "your server), then rerun: what was committed stays, the rest reruns"
+)
+
+
+def _api_gone(error: BaseException) -> BaseException | None:
+    """The connection error to the Prefect API behind `error`, if that is its cause."""
+    import httpx
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _why(error: BaseException) -> str:
+    """`error` in one line; when the Prefect API went away, that, plainly."""
+    gone = _api_gone(error)
+    if gone is not None:
+        from prefect.settings import PREFECT_API_URL
+
+        return API_GONE.format(url=PREFECT_API_URL.value(), error=f"{type(gone).__name__}: {gone}")
+    return f"{type(error).__name__}: {error}"
 
 
 def _report_loop(dataset: str, ds: str, result: dict, follow: bool, progress: Progress) -> None:

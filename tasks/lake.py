@@ -70,6 +70,10 @@ _LASTING_TEXTS = ("No space left on device", "Disk quota exceeded", "Read-only f
                   "Permission denied")  # fmt: skip
 
 
+class UnreadableTable(RuntimeError):
+    """A Delta table's log does not load: the message names the table and the entry."""
+
+
 def _lasting(error: Exception) -> bool:
     """Whether `error` (an OSError, or delta-rs's text of one) is a lasting storage fault."""
     if isinstance(error, OSError) and error.errno in _LASTING_ERRNOS:
@@ -110,13 +114,37 @@ class Lake:
         return dict(self.storage_options) or None
 
     def table(self, table: str, dataset: str | None = None, version: int | None = None):
-        """The Delta table, or None when it was never written."""
+        """The Delta table, or None when it was never written. Raises UnreadableTable,
+        naming the table and the damaged log entry, when its log does not load."""
+        uri = self.uri(table, dataset)
         try:
-            return DeltaTable(
-                self.uri(table, dataset), version=version, storage_options=self._options()
-            )
+            return DeltaTable(uri, version=version, storage_options=self._options())
         except TableNotFoundError:
             return None
+        except DeltaError as error:
+            raise UnreadableTable(self._damage_report(uri, error)) from error
+
+    def _damage_report(self, uri: str, error: DeltaError) -> str:
+        """Which log entry of the table at `uri` does not load: the newest one from which
+        the table does not open (it opens at the version before)."""
+        fs, root = fsspec.core.url_to_fs(uri, **dict(self.storage_options))
+        entries = sorted(fs.glob(f"{root}/_delta_log/*.json"))
+        versions = [int(entry.rsplit("/", 1)[-1].removesuffix(".json")) for entry in entries]
+        damaged = None
+        for version in reversed(versions):
+            try:
+                DeltaTable(uri, version=version, storage_options=self._options())
+                break
+            except DeltaError:
+                damaged = version
+        cause = _first_line(error)
+        if damaged is None:
+            return f"the Delta table {uri} does not load: {cause}"
+        return (
+            f"the Delta table {uri} does not load: log entry {damaged} "
+            f"(_delta_log/{damaged:020d}.json) is damaged ({cause}); the table opens at "
+            f"version {damaged - 1}. README: recovering a damaged table"
+        )
 
     def version(self, table: str, dataset: str | None = None) -> int | None:
         dt = self.table(table, dataset)

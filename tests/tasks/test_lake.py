@@ -162,3 +162,21 @@ def test_a_huge_value_is_kept_whole_in_its_row_but_not_copied_into_the_log(tmp_p
     (log,) = glob.glob(str(tmp_path / "quarantine" / "d" / "_delta_log" / "*.json"))
     assert os.path.getsize(log) < 10_000
     assert lake.read("quarantine", "d").sort_by("_row_id").column("raw").to_pylist() == [huge, "b"]
+
+
+def test_a_damaged_log_entry_is_named_with_its_table_and_version(tmp_path):
+    from tasks.lake import UnreadableTable
+
+    lake = Lake(str(tmp_path))
+    for n in range(3):
+        lake.append("ledger", None, day("2024-01-01", [n]), run_id=f"r{n}")
+    entry = tmp_path / "ledger" / "_delta_log" / f"{2:020d}.json"
+    entry.write_text(entry.read_text()[:40])  # cut mid-record
+    with pytest.raises(UnreadableTable) as raised:
+        lake.read("ledger")
+    message = str(raised.value)
+    assert (
+        f"{tmp_path}/ledger does not load: log entry 2 ({entry.relative_to(tmp_path / 'ledger')})"
+        in message
+    )
+    assert "opens at version 1" in message and "Truncated" in message
