@@ -1,0 +1,17 @@
+"""Which day a run processes: the one it is given, else the day before its scheduled start."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flows.resources import scheduled_day
+
+
+def test_a_given_day_is_the_day():
+    assert scheduled_day("2024-03-05", datetime(2030, 1, 1, tzinfo=UTC)) == "2024-03-05"
+
+
+def test_a_scheduled_run_processes_the_day_before_its_start():
+    assert scheduled_day(None, datetime(2024, 3, 6, 2, 0, tzinfo=UTC)) == "2024-03-05"
+    assert scheduled_day("", datetime(2024, 3, 1, 0, 0, tzinfo=UTC)) == "2024-02-29"  # leap day
+    assert scheduled_day(None, datetime(2025, 1, 1, 23, 59, tzinfo=UTC)) == "2024-12-31"
