@@ -1,5 +1,5 @@
 """Backfills as an engineer runs them, on a real Prefect server and worker (`tidewater serve`)
-and real Delta tables: days run as flow runs of the daily deployment, tagged with the
+and real Delta tables: days run as flow runs on lanes of the backfill deployment, tagged with the
 backfill; a failed day is listed and rerun alone after its fix; a backfill killed midway and
 run again converges; an overlapping backfill is refused; `repair` reruns only what failed."""
 
