@@ -229,6 +229,23 @@ class Lake:
             metadata={RUN_ID_KEY: run_id},
         )
 
+    def compact(self, table: str, dataset: str | None = None) -> bool:
+        """Rewrite the table's small files as few large ones and checkpoint its log, so a
+        read opens a few files, not one per append; the rows and their history are
+        unchanged. Best effort: False when a concurrent commit won (the next call tries
+        again)."""
+        dt = self.table(table, dataset)
+        if dt is None:
+            return False
+        try:
+            dt.optimize.compact(
+                writer_properties=WriterProperties(statistics_truncate_length=STATS_TRUNCATE_BYTES)
+            )
+            dt.create_checkpoint()
+        except (CommitFailedError, DeltaError):
+            return False
+        return True
+
     def append_once(
         self,
         table: str,

@@ -73,6 +73,7 @@ FINAL_STATUSES = ("succeeded", "failed", "interrupted", "crashed", "cancelled")
 # `started` is `running` while its process lives, and `crashed` once it is gone (on this
 # host: its pid; elsewhere: started longer than STALE_AFTER ago).
 STARTED = "started"
+COMPACT_EVERY = 32  # ledger appends between two compactions of its files
 STALE_AFTER = timedelta(hours=6)
 
 
@@ -142,7 +143,10 @@ def record_entry(lake: Lake, entry: LedgerEntry) -> int:
     if entry.stage not in STAGES:
         raise ValueError(f"unknown stage {entry.stage!r}")
     data = pa.Table.from_pylist([entry.to_row()], schema=LEDGER_SCHEMA)
-    return lake.append("ledger", None, data, run_id=entry.run_id)
+    version = lake.append("ledger", None, data, run_id=entry.run_id)
+    if version % COMPACT_EVERY == 0:  # one file per row otherwise: reads slow down with age
+        lake.compact("ledger")
+    return version
 
 
 @task(retries=2, retry_delay_seconds=1)

@@ -142,3 +142,14 @@ def test_a_crash_prefect_reports_is_recorded_after_the_started_row(tmp_path):
     record_ended_run(lake, "adult", "2024-01-02", "pipeline", "r9", "crashed", "Crashed")
     day = day_status(lake, "adult")[0]
     assert day["stages"]["pipeline"] == "crashed" and day["errors"]["pipeline"] == "Crashed"
+
+
+def test_the_ledger_stays_a_few_files_however_many_rows_it_holds(tmp_path):
+    from tasks.ledger import COMPACT_EVERY, read_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    for n in range(COMPACT_EVERY * 2 + 3):
+        record_entry(lake, entry(f"2024-01-{n % 28 + 1:02d}", "ingest", f"r{n}", rows_in=n))
+    assert len(lake.table("ledger").file_uris()) <= 4
+    ledger = read_ledger(lake, "adult")
+    assert sorted(ledger["rows_in"]) == list(range(COMPACT_EVERY * 2 + 3))  # nothing lost
