@@ -108,14 +108,9 @@ def replay(
     given keeps the quarantined value). Rows that pass validation move to silver and the
     day is scored again; rows that still fail stay quarantined. Exits 1 when a row still
     fails or the rescoring fails, 0 otherwise (also when every row was replayed before)."""
-    from deployments.cli import _dataset, _day, _fail, _settings, console
+    from deployments.cli import _dataset, _day, _fail, _prefect, _settings, console
     from flows.resources import lake_of
-    from tasks.quarantine import (
-        ReplayError,
-        plan_replay,
-        read_fixes,
-        replay_fixes,
-    )
+    from tasks.quarantine import ReplayError, plan_replay, read_fixes
 
     spec, settings, day = _dataset(dataset), _settings(), _day(ds)
     lake = lake_of(settings)
@@ -124,7 +119,8 @@ def replay(
         if dry_run:
             outcome = plan_replay(lake, spec, day, given).outcome
         else:
-            outcome = replay_fixes(lake, spec, day, given, run_id=f"replay-{uuid.uuid4()}")
+            with _prefect(settings, verbose):
+                outcome = replay_alone(lake, spec, day, given)
     except ReplayError as error:
         raise _fail(str(error), code=2) from None
     except Exception as error:  # noqa: BLE001 - recorded in the ledger, shown as one line
@@ -137,6 +133,17 @@ def replay(
         rescored = _score_replayed(dataset, day, settings, lake, verbose)
     if outcome.still_failing or not rescored:
         raise typer.Exit(1)
+
+
+def replay_alone(lake, spec, day: str, given):
+    """Replay `given` fixes of the day, one replay of the dataset at a time across every
+    process (a Prefect global concurrency limit): two replays naming the same row at once
+    would both move it to silver."""
+    from tasks.concurrency import one_at_a_time
+    from tasks.quarantine import replay_fixes
+
+    with one_at_a_time(f"tidewater-replay-{spec.name}", timeout_seconds=600):
+        return replay_fixes(lake, spec, day, given, run_id=f"replay-{uuid.uuid4()}")
 
 
 def _score_replayed(dataset: str, day: str, settings, lake, verbose: bool) -> bool:

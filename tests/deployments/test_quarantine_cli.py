@@ -17,7 +17,7 @@ DS = "2024-01-05"
 
 
 @pytest.fixture
-def cli(home, validated_day, monkeypatch):
+def cli(home, validated_day, monkeypatch, prefect_api):
     """Runs `tidewater ARGS` with this test's home holding day DS of the shipped bad files;
     a rescoring records the day and a succeeded pipeline run (as the pipeline would)."""
     from tasks.ledger import LedgerEntry, record_entry
@@ -33,7 +33,8 @@ def cli(home, validated_day, monkeypatch):
     monkeypatch.setattr(quarantine_cli, "_rescore", rescore)
 
     def run(*args: str):
-        return CliRunner().invoke(app, list(args), env={"TIDEWATER_HOME": str(home)})
+        environment = {"TIDEWATER_HOME": str(home), "PREFECT_API_URL": prefect_api}
+        return CliRunner().invoke(app, list(args), env=environment)
 
     run.rescored = rescored
     return run
@@ -97,3 +98,34 @@ def test_replay_exits_1_while_a_row_still_fails_and_2_when_no_row_is_known(cli, 
     refused = cli("quarantine", "replay", "adult", "--ds", DS, "--fixes", str(unknown))
     assert refused.exit_code == 2
     assert "none of the 1 fixed rows of unknown.csv is a row of adult" in refused.stderr
+
+
+def test_replays_of_one_row_at_once_move_it_to_silver_once(
+    home, validated_day, prefect_api, tmp_path
+):
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from datasets import get_dataset
+    from tasks.accounting import count_rows
+    from tasks.quarantine import quarantined_rows, read_fixes
+
+    spec = get_dataset("adult")
+    lake, landed = validated_day([(f.filename, f.text) for f in adult._bad_files()], DS)
+    row = quarantined_rows(lake, spec, DS).query("_line == 2")["_row_id"].iloc[0]  # age forty
+    pd.DataFrame([{"_row_id": row, "age": "40"}]).to_csv(tmp_path / "fixes.csv", index=False)
+    given = read_fixes(tmp_path / "fixes.csv")
+    with ThreadPoolExecutor(4) as pool:
+        runs = [
+            pool.submit(
+                contextvars.copy_context().run, quarantine_cli.replay_alone, lake, spec, DS, given
+            )
+            for _ in range(4)
+        ]
+        outcomes = [run.result() for run in runs]
+    assert sorted(len(outcome.replayed) for outcome in outcomes) == [0, 0, 0, 1]
+    silver = lake.read("silver", "adult", where={"ds": DS}).column("_row_id").to_pylist()
+    assert silver.count(row) == 1
+    count_rows.fn(lake, "adult", DS, landed, None)  # raises on a duplicated row
