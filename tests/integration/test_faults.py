@@ -1,5 +1,7 @@
 """Faults a user meets, as they meet them: the Prefect server dies under a run (the run
-fails fast saying so, and the next command recovers)."""
+fails fast saying so, and the next command recovers); the CLI is killed after the workers
+staged a day's predictions and before it committed them (the day reads crashed, and a rerun
+mends it with every row accounted for once)."""
 
 from __future__ import annotations
 
@@ -62,3 +64,51 @@ def test_a_run_whose_prefect_server_dies_fails_within_30_s_saying_so(tmp_path):
 
     again = tidewater("run", "adult", "--ds", DAYS[1])  # starts the server again
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+KILL_BEFORE_COMMIT = """
+import os
+
+if os.environ.get("KILL_BEFORE_COMMIT"):
+    import tasks.lake
+
+    def commit_files(self, *args, **kwargs):  # the workers staged; the driver dies here
+        os.kill(os.getpid(), 9)
+
+    tasks.lake.Lake.commit_files = commit_files
+"""
+
+
+def test_a_cli_killed_between_staging_and_commit_leaves_a_crashed_day_that_a_rerun_mends(
+    tmp_path,
+):
+    from tasks.accounting import count_rows
+    from tasks.ledger import day_status
+
+    home, hooks = tmp_path / "home", tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(KILL_BEFORE_COMMIT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env |= {"TIDEWATER_HOME": str(home), "TIDEWATER_DASK_WORKERS": "1", "COLUMNS": "200"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hooks), env.get("PYTHONPATH")]))
+
+    def tidewater(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [TIDEWATER, *args], env=env | extra, capture_output=True, text=True, timeout=600
+        )
+
+    assert tidewater("land", "adult", "--start", DAYS[0], "--days", "1").returncode == 0
+    killed = tidewater("run", "adult", "--ds", DAYS[0], KILL_BEFORE_COMMIT="1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    lake = Lake(str(home / "lake"))
+    staged = list((home / "lake" / "predictions" / "adult").rglob("part-*.parquet"))
+    assert staged and lake.read("predictions", "adult").num_rows == 0  # staged, not committed
+    (day,) = day_status(lake, "adult")
+    assert day["stages"]["score"] == "crashed" and day["stages"]["pipeline"] == "crashed"
+    assert tidewater("status", "adult").returncode == 1
+
+    again = tidewater("run", "adult", "--ds", DAYS[0])
+    assert again.returncode == 0, again.stdout + again.stderr
+    (day,) = day_status(lake, "adult")
+    account = count_rows.fn(lake, "adult", DAYS[0], day["landed"], day["model"])
+    assert account.silver == account.predictions == day["scored"]
