@@ -112,3 +112,56 @@ def test_a_cli_killed_between_staging_and_commit_leaves_a_crashed_day_that_a_rer
     (day,) = day_status(lake, "adult")
     account = count_rows.fn(lake, "adult", DAYS[0], day["landed"], day["model"])
     assert account.silver == account.predictions == day["scored"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 32 MiB tmpfs (where this process may mount one; the test skips otherwise)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_fails_the_day_naming_it_and_a_rerun_after_freeing_space_mends_it(
+    tmp_path, small_disk
+):
+    from tasks.accounting import count_rows
+    from tasks.ledger import day_status
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env |= {
+        "TIDEWATER_HOME": str(home),
+        "TIDEWATER_LAKE_URI": str(small_disk / "lake"),
+        "TIDEWATER_DASK_WORKERS": "1",
+        "COLUMNS": "200",
+    }
+
+    def tidewater(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [TIDEWATER, *args], env=env, capture_output=True, text=True, timeout=600
+        )
+
+    assert tidewater("land", "adult", "--start", DAYS[0], "--days", "1").returncode == 0
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - 64 * 1024))  # 64 KiB left: a ledger row, not a day
+    full = tidewater("run", "adult", "--ds", DAYS[0])
+    assert full.returncode == 1
+    assert "No space left on device" in full.stderr and "after 8 attempts" not in full.stderr
+    assert "Traceback" not in full.stderr, full.stderr
+
+    filler.unlink()
+    again = tidewater("run", "adult", "--ds", DAYS[0])
+    assert again.returncode == 0, again.stdout + again.stderr
+    lake = Lake(str(small_disk / "lake"))
+    (day,) = day_status(lake, "adult")
+    account = count_rows.fn(lake, "adult", DAYS[0], day["landed"], day["model"])
+    assert account.landed == account.bronze + account.rejects
+    assert account.silver == account.predictions
