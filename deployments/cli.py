@@ -80,9 +80,6 @@ def _quiet_terminal(verbose: bool) -> None:
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
     # The local cluster's scheduler lives in this process: its chatter only with --verbose.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
-    # A call to a Prefect API that went away is retried 2 times (2 s, 4 s), not Prefect's 5
-    # (about a minute per call): a run then fails within seconds, saying the API is gone.
-    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "2")
     # MLflow announces its database set-up and warns that a uv environment has no pip
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
 
