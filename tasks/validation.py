@@ -76,13 +76,19 @@ _WHOLE = r"[+-]?\d+(?:\.0*)?"  # digits, maybe with a zero fraction ("39.0")
 _FLOAT_EXACT = 2**53  # beyond it a float no longer holds every integer
 
 
+def _whole_digits(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Which texts are whole numbers written in digits, and those digits (sign kept, a
+    zero fraction dropped)."""
+    whole = text.str.fullmatch(_WHOLE).fillna(False).to_numpy(dtype=bool)
+    return whole, text[whole].str.replace(r"\.0*$", "", regex=True)
+
+
 def _as_int64(text: pd.Series) -> pd.Series:
     """Integer text as Int64, exactly: digits are converted without a float in between;
     other numerals ("1e3") only where a float holds them exactly. Fractions and values
     beyond 64 bits are null (see `beyond_int64`)."""
     out = pd.Series(pd.NA, index=text.index, dtype="Int64")
-    whole = text.str.fullmatch(_WHOLE).fillna(False).to_numpy(dtype=bool)
-    digits = text[whole].str.replace(r"\.0*$", "", regex=True)
+    whole, digits = _whole_digits(text)
     short = (digits.str.lstrip("+-").str.len() <= 18).to_numpy(dtype=bool)  # fit in 64 bits
     out[digits.index[short]] = pd.to_numeric(digits[short]).astype("Int64")
     for index, value in digits[~short].map(int).items():
@@ -97,9 +103,8 @@ def _as_int64(text: pd.Series) -> pd.Series:
 def beyond_int64(text: pd.Series) -> pd.Series:
     """Whether each text is a whole number outside the 64-bit integer range."""
     text = text.astype("string").str.strip()
-    whole = text.str.fullmatch(_WHOLE).fillna(False).to_numpy(dtype=bool)
+    whole, digits = _whole_digits(text)
     beyond = pd.Series(False, index=text.index)
-    digits = text[whole].str.replace(r"\.0*$", "", regex=True)
     long = digits[(digits.str.lstrip("+-").str.len() > 18).to_numpy(dtype=bool)]
     beyond[long.index] = long.map(lambda v: not INT64_RANGE[0] <= int(v) <= INT64_RANGE[1])
     numbers = pd.to_numeric(text[~whole], errors="coerce")
