@@ -178,7 +178,11 @@ def _latest_failure(statuses: Mapping[str, str], errors: Mapping[str, Any]) -> s
 
 
 def _not_yet_run(statuses: Mapping[str, str]) -> str:
-    """Why a landed day with no failure is not complete: it never ran, or a stage is absent."""
+    """Why a landed day with no failure is not complete: a stage is running now (a backfill
+    adopts its flow run), it never ran, or a stage is absent."""
+    running = [stage for stage in PIPELINE_STAGES if statuses.get(stage) == "running"]
+    if running:
+        return f"landed, {running[0]} running now"
     absent = [stage for stage in PIPELINE_STAGES if stage not in statuses]
     if len(absent) == len(PIPELINE_STAGES):
         return NEVER_SUCCEEDED

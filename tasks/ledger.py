@@ -154,21 +154,28 @@ def record_ledger(lake: Lake, entry: LedgerEntry) -> int:
     return record_entry(lake, entry)
 
 
-def read_ledger(lake: Lake, dataset: str, ds: str | None = None) -> pd.DataFrame:
-    """Every ledger row of `dataset` (and `ds`), oldest first, JSON columns decoded."""
+def read_ledger(
+    lake: Lake, dataset: str, ds: str | None = None, *, with_started: bool = False
+) -> pd.DataFrame:
+    """The ledger rows of `dataset` (and `ds`) saying how stages ended, oldest first, JSON
+    columns decoded; `with_started` adds the rows saying a stage began."""
     where = {"dataset": dataset} | ({"ds": ds} if ds is not None else {})
     table = lake.read("ledger", where=where)
     if table.num_rows == 0:
         return pd.DataFrame(columns=LEDGER_SCHEMA.names)
-    frame = table.to_pandas().sort_values("finished_at", kind="stable").reset_index(drop=True)
+    frame = table.to_pandas()
+    if not with_started:
+        frame = frame[frame["status"] != STARTED]
+    frame = frame.sort_values("finished_at", kind="stable").reset_index(drop=True)
     for name in ("files", "delta_versions", "details"):
         frame[name] = frame[name].map(lambda text: json.loads(text) if text else None)
     return frame
 
 
 def latest_runs(lake: Lake, dataset: str) -> pd.DataFrame:
-    """The most recent row of each (ds, stage) of `dataset`, of the stages of one day."""
-    return _latest_of(read_ledger(lake, dataset))
+    """The most recent row of each (ds, stage) of `dataset`, of the stages of one day; a
+    stage begun and not ended is `running` or `crashed`."""
+    return _with_unfinished_resolved(_latest_of(read_ledger(lake, dataset, with_started=True)))
 
 
 def _latest_of(ledger: pd.DataFrame) -> pd.DataFrame:
@@ -336,7 +343,7 @@ def day_status(lake: Lake, dataset: str) -> list[dict[str, Any]]:
     """Per day of `dataset`: row counts and the latest status of each stage, the champion's
     verdict and report, as the ledger records them. Silver and quarantined rows are the
     latest validate's, moved by the replays recorded after it."""
-    ledger = read_ledger(lake, dataset)
+    ledger = read_ledger(lake, dataset, with_started=True)
     latest = _with_unfinished_resolved(_without_superseded_training(_latest_of(ledger)))
     replayed = _replayed_since_validation(ledger)
     days = []

@@ -218,8 +218,7 @@ def test_a_repair_reruns_the_failed_stage_and_its_dependents_reusing_what_succee
         pipeline(DATASET, ds, stages=["score"])  # scoring would read a day that failed
     run = pipeline(DATASET, ds, stages=["validate"])
     ledger = read_ledger(lake_of(settings), DATASET, ds)
-    outcomes = ledger[ledger["status"] != "started"]
-    assert outcomes["stage"].value_counts()["ingest"] == 1  # reused, not rerun
+    assert ledger["stage"].value_counts()["ingest"] == 1  # reused, not rerun
     assert list(ledger[ledger["status"] == "succeeded"]["stage"])[-4:] == [
         "validate",
         "score",

@@ -96,6 +96,14 @@ def test_failed_counts_interrupted_and_cancelled_attempts():
     assert to_run(picked) == ["2024-01-01", "2024-01-02"]
 
 
+def test_a_day_running_now_is_missing_not_failed():
+    # a backfill killed midway leaves its days running; the next one adopts their runs
+    rows = [row("2024-01-01", {"ingest": "succeeded", "validate": "succeeded", "score": "running"})]
+    for policy, runs in (("missing", True), ("failed", False)):
+        (day,) = plan_backfill(["2024-01-01"], rows, "2024-01-01", "2024-01-01", policy)
+        assert (day.run, day.why) == (runs, "landed, score running now")
+
+
 def test_all_picks_every_landed_day():
     assert to_run(plan("all")) == LANDED
     assert next(day.why for day in plan("all") if day.ds == "2024-01-01").startswith(

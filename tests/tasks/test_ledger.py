@@ -75,7 +75,7 @@ def test_a_stage_failing_before_its_commit_claims_no_row_written(tmp_path):
         stage.rows_in, stage.rows_out, stage.rows_diverted = 6106, 4000, 2106
         stage.delta_versions = {"silver": 3, "quarantine": 2}  # committed, then the limit
         raise ValueError("quarantine limit exceeded")
-    rows = read_ledger(lake, "adult").query("status != 'started'").set_index("stage")
+    rows = read_ledger(lake, "adult").set_index("stage")
     ingest, validate = rows.loc["ingest"], rows.loc["validate"]
     assert ingest["rows_in"] == 6116  # what it read
     assert pd.isna(ingest["rows_out"]) and pd.isna(ingest["rows_diverted"])  # nothing written
@@ -120,6 +120,19 @@ def test_a_stage_in_progress_is_running_and_one_whose_process_died_is_crashed(tm
         in days["2024-01-03"]["errors"]["score"]
     )
     assert days["2024-01-04"]["stages"] == {"score": "running"}
+
+
+def test_a_started_row_says_a_stage_began_not_how_it_ended(tmp_path):
+    from tasks.ledger import latest_runs, read_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-02", "shadow", "r1", "started", details={}))
+    record_entry(lake, entry("2024-01-02", "shadow", "r1", verdict="wait"))
+    record_entry(lake, entry("2024-01-03", "shadow", "r2", "started", details={}))
+    assert list(read_ledger(lake, "adult")["verdict"]) == ["wait"]  # outcomes only
+    assert len(read_ledger(lake, "adult", with_started=True)) == 3
+    latest = latest_runs(lake, "adult").set_index("ds")["status"].to_dict()
+    assert latest == {"2024-01-02": "succeeded", "2024-01-03": "running"}
 
 
 def test_a_stage_started_elsewhere_is_crashed_once_stale(tmp_path, monkeypatch):
