@@ -19,7 +19,7 @@ Measured:
   `reports.profile.profile_drift` (PSI / Jensen-Shannon per column). Median of `--repeats`.
 * histograms + encode: the same plus `feature_matrix` from the Arrow rows (as if the matrix
   were not already built by the score step: an upper bound).
-* Evidently: `reports.drift.build_drift_report` (DataDriftPreset on the same columns: the
+* Evidently: `reports.drift.build_drift_report` (DataDriftPreset's metrics on the same columns: the
   model's numeric and categorical features and the score, its default stattests) on
   `--evidently-rows` rows of the same day, unsampled (`max_rows=None`), against the same
   reference window. Evidently takes ~64 s and 1.2 GB for 1M rows and runs out of memory at

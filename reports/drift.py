@@ -34,7 +34,7 @@ def build_drift_report(
     """
     # evidently takes ~5 s to import; only callers that build reports should pay for it.
     from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     numerical_columns = _numeric_columns(numeric, categorical, score_column)
     categorical_columns = list(dict.fromkeys(categorical))
@@ -47,7 +47,12 @@ def build_drift_report(
     definition = DataDefinition(
         numerical_columns=numerical_columns, categorical_columns=categorical_columns
     )
-    report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
+    # The metrics DataDriftPreset generates, without the preset: its page recomputes every
+    # column's drift for a legacy table (measured here: 40% of the report's time).
+    metrics = [DriftedColumnsCount(columns=columns, drift_share=drift_share)]
+    report = Report(
+        [*metrics, *(ValueDrift(column=column) for column in columns)], include_tests=True
+    )
     snapshot = report.run(
         current_data=Dataset.from_pandas(cur, data_definition=definition),
         reference_data=Dataset.from_pandas(ref, data_definition=definition),
