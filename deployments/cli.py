@@ -103,6 +103,7 @@ def _prefect(settings, verbose: bool) -> Iterator[str]:
         api_url = ensure_prefect_api(settings.home)
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
+    from deployments.api_watchdog import exit_when_api_gone
     from deployments.doctor import check_prefect_api
 
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
@@ -111,7 +112,12 @@ def _prefect(settings, verbose: bool) -> Iterator[str]:
         raise _fail(f"{reachable.detail}\n{reachable.fix or ''}")
     # Given explicitly, so that no import order decides which API and credential are used.
     overrides = {PREFECT_API_URL: api_url} | ({PREFECT_API_AUTH_STRING: auth} if auth else {})
-    with temporary_settings(overrides), use_settings(settings):
+    gone = API_GONE.format(url=api_url, error="it refuses connections")
+    with (
+        temporary_settings(overrides),
+        use_settings(settings),
+        exit_when_api_gone(api_url, lambda: gone),
+    ):
         yield api_url
 
 
