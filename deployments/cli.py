@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -84,6 +85,35 @@ def _quiet_terminal(verbose: bool) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
 
 
+class _WithoutTraceback(logging.Formatter):
+    """A log formatter's lines, without the traceback of the record's exception."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        bare = logging.makeLogRecord(record.__dict__)
+        bare.exc_info, bare.exc_text = None, None
+        return self.inner.format(bare)
+
+
+def _tracebacks_off_the_terminal() -> None:
+    """Prefect's terminal logs without tracebacks: a failed run ends with one line per error
+    (the command's own summary); the tracebacks stay in the run's logs in the Prefect UI,
+    and on the terminal with --verbose."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    for logger in [logging.root, *loggers]:
+        for handler in getattr(logger, "handlers", []):
+            formatter = handler.formatter or logging.Formatter()
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+                formatter, _WithoutTraceback
+            ):
+                handler.setFormatter(_WithoutTraceback(formatter))
+
+
 @app.callback()
 def _before_every_command() -> None:
     # Prefect reads its console log level when it is first imported, which a command's own
@@ -105,6 +135,9 @@ def _prefect(settings, verbose: bool) -> Iterator[str]:
 
     from deployments.api_watchdog import exit_when_api_gone
     from deployments.doctor import check_prefect_api
+
+    if not verbose:
+        _tracebacks_off_the_terminal()
 
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
     reachable = check_prefect_api(api_url, auth_string=auth)
