@@ -24,8 +24,18 @@ TIDEWATER = str(Path(sys.executable).with_name("tidewater"))
 DAYS = ["2024-05-01", "2024-05-02"]
 
 
-def test_a_run_whose_prefect_server_dies_fails_within_30_s_saying_so(tmp_path):
+@pytest.fixture
+def home(tmp_path):
+    """The test's TIDEWATER_HOME; the embedded Prefect server its commands start is stopped
+    after it."""
+    from deployments.server import stop_server
+
     home = tmp_path / "home"
+    yield home
+    stop_server(home)
+
+
+def test_a_run_whose_prefect_server_dies_fails_within_30_s_saying_so(home):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
     env |= {"TIDEWATER_HOME": str(home), "TIDEWATER_DASK_WORKERS": "1", "COLUMNS": "200"}
 
@@ -80,12 +90,12 @@ if os.environ.get("KILL_BEFORE_COMMIT"):
 
 
 def test_a_cli_killed_between_staging_and_commit_leaves_a_crashed_day_that_a_rerun_mends(
-    tmp_path,
+    tmp_path, home
 ):
     from tasks.accounting import count_rows
     from tasks.ledger import day_status
 
-    home, hooks = tmp_path / "home", tmp_path / "hooks"
+    hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(KILL_BEFORE_COMMIT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
@@ -129,12 +139,11 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_fails_the_day_naming_it_and_a_rerun_after_freeing_space_mends_it(
-    tmp_path, small_disk
+    home, small_disk
 ):
     from tasks.accounting import count_rows
     from tasks.ledger import day_status
 
-    home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
     env |= {
         "TIDEWATER_HOME": str(home),
