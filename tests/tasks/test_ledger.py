@@ -166,3 +166,96 @@ def test_the_ledger_stays_a_few_files_however_many_rows_it_holds(tmp_path):
     assert len(lake.table("ledger").file_uris()) <= 4
     ledger = read_ledger(lake, "adult")
     assert sorted(ledger["rows_in"]) == list(range(COMPACT_EVERY * 2 + 3))  # nothing lost
+
+
+def test_the_prefect_task_records_the_entry_as_record_entry_does(tmp_path):
+    from tasks.ledger import read_ledger, record_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert record_ledger.fn(lake, entry("2024-01-02", "ingest", "r1", rows_in=3)) == 0
+    assert record_ledger.fn(lake, entry("2024-01-02", "validate", "r1")) == 1
+    assert list(read_ledger(lake, "adult")["stage"]) == ["ingest", "validate"]
+
+
+def test_each_backfill_is_its_latest_row_those_rows_oldest_first(tmp_path):
+    from tasks.ledger import backfill_records
+
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-01", "backfill", "b1", "failed", error="day 3"))
+    record_entry(lake, entry("2024-01-05", "backfill", "b2", details={"days": 2}))
+    record_entry(lake, entry("2024-01-01", "ingest", "b1"))
+    record_entry(lake, entry("2024-01-01", "backfill", "b1", details={"days": 5}))
+    record_entry(lake, entry("2024-01-09", "backfill", "b3", "started", details={}))
+    records = backfill_records(lake, "adult")
+    assert [(r["run_id"], r["status"], r["details"]) for r in records] == [
+        ("b2", "succeeded", {"days": 2}),
+        ("b1", "succeeded", {"days": 5}),  # b1 resumed after b2 ended: its row is newer
+    ]
+    assert backfill_records(lake, "other") == []
+
+
+def test_files_ingested_elsewhere_are_those_of_each_other_days_latest_succeeded_ingest(tmp_path):
+    from tasks.ledger import ingested_elsewhere
+
+    def files(*names: str, **extra) -> list[dict]:
+        return [{"path": f"p/{n}", "sha256": f"sha-{n}"} | extra for n in names]
+
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-01", "ingest", "r1", files=files("old")))
+    record_entry(lake, entry("2024-01-01", "ingest", "r2", files=files("a", "b")))
+    record_entry(lake, entry("2024-01-01", "ingest", "r3", "failed", files=files("broken")))
+    record_entry(lake, entry("2024-01-02", "ingest", "r4", files=files("c")))
+    record_entry(lake, entry("2024-01-02", "validate", "r4", files=files("not-an-ingest")))
+    skipped = files("dup", same_as="ds=2024-01-01 p/a") + [{"path": "p/unhashed"}]
+    record_entry(lake, entry("2024-01-03", "ingest", "r5", files=skipped))
+    assert ingested_elsewhere(lake, "adult", "2024-01-02") == {
+        "sha-a": "ds=2024-01-01 p/a",
+        "sha-b": "ds=2024-01-01 p/b",
+    }
+    assert ingested_elsewhere(lake, "adult", "2024-01-01") == {"sha-c": "ds=2024-01-02 p/c"}
+
+
+def test_the_last_succeeded_run_of_a_stage_is_that_of_its_day_and_stage(tmp_path):
+    from tasks.ledger import last_succeeded
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert last_succeeded(lake, "adult", "2024-01-02", "ingest") is None
+    record_entry(lake, entry("2024-01-02", "ingest", "r1", rows_in=1))
+    record_entry(lake, entry("2024-01-02", "ingest", "r2", rows_in=2))
+    record_entry(lake, entry("2024-01-02", "ingest", "r3", "failed", rows_in=3))
+    record_entry(lake, entry("2024-01-02", "validate", "r4", rows_in=4))
+    record_entry(lake, entry("2024-01-03", "ingest", "r5", rows_in=5))
+    last = last_succeeded(lake, "adult", "2024-01-02", "ingest")
+    assert (last["run_id"], last["rows_in"]) == ("r2", 2)
+    assert last_succeeded(lake, "adult", "2024-01-02", "score") is None
+
+
+def test_a_days_stages_are_their_latest_runs_in_pipeline_order(tmp_path):
+    from tasks.ledger import day_stages
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert day_stages(lake, "adult", "2024-01-02") == []
+    record_entry(lake, entry("2024-01-02", "score", "r1", "failed"))
+    record_entry(lake, entry("2024-01-02", "ingest", "r1"))
+    record_entry(lake, entry("2024-01-02", "validate", "r1"))
+    record_entry(lake, entry("2024-01-02", "score", "r2"))
+    record_entry(lake, entry("2024-01-03", "train", "r3"))
+    stages = day_stages(lake, "adult", "2024-01-02")
+    assert [(s["stage"], s["run_id"], s["status"]) for s in stages] == [
+        ("ingest", "r1", "succeeded"),
+        ("validate", "r1", "succeeded"),
+        ("score", "r2", "succeeded"),
+    ]
+
+
+def test_the_days_a_stage_succeeded_are_those_whose_latest_run_did(tmp_path):
+    from tasks.ledger import succeeded_days
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert succeeded_days(lake, "adult", "validate") == []
+    record_entry(lake, entry("2024-01-03", "validate", "r1"))
+    record_entry(lake, entry("2024-01-01", "validate", "r2"))
+    record_entry(lake, entry("2024-01-02", "validate", "r3"))
+    record_entry(lake, entry("2024-01-02", "validate", "r4", "failed"))
+    record_entry(lake, entry("2024-01-04", "ingest", "r5"))
+    assert succeeded_days(lake, "adult", "validate") == ["2024-01-01", "2024-01-03"]
