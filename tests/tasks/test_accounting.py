@@ -81,3 +81,10 @@ def test_each_count_that_does_not_add_up_fails_the_day_naming_it(changes, proble
     with pytest.raises(AccountingError, match=re.escape(f"adult ds={DS}: {problem}")):
         check_accounting.fn(account(**changes))
     check_accounting.fn(account())
+
+
+def test_an_account_is_recorded_as_every_count_by_name():
+    assert account().as_dict() == {
+        "dataset": "adult", "ds": DS, "model_version": "v1", "landed": 4, "bronze": 3,
+        "rejects": 1, "silver": 2, "quarantine": 1, "predictions": 2,
+    }  # fmt: skip

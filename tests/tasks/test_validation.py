@@ -108,3 +108,32 @@ def test_integers_are_typed_exactly_and_those_beyond_64_bits_are_named_so():
             "fnlwgt: beyond the 64-bit integers",
             "fnlwgt: not_nullable",
         ]
+
+
+def test_quarantine_samples_show_the_first_rows_where_they_came_from_and_the_values_named():
+    from tasks.validation import quarantine_samples
+
+    frame = bronze({"age": "x", "sex": "Unknown"}, {}, {"age": "y"}, {"race": "?"},
+                   issues=[None, None, None, "missing column income"])  # fmt: skip
+    frame["_source"] = "s3://landing/adult/ds=2024-01-01/part-1.csv"
+    split = split_valid_rows.fn(frame, ADULT)
+    samples = quarantine_samples(split, n=2)
+    assert {"age: not a valid integer", "age: not_nullable"} < set(checks_of(split, "r0"))
+    assert samples == [
+        {
+            "row_id": "r0",
+            "file": "part-1.csv",
+            "line": 2,
+            "checks": checks_of(split, "r0"),
+            "values": "age='x', sex='Unknown'",
+        },
+        {
+            "row_id": "r2",
+            "file": "part-1.csv",
+            "line": 4,
+            "checks": ["age: not a valid integer", "age: not_nullable"],
+            "values": "age='y'",
+        },
+    ]
+    (last,) = quarantine_samples(split)[2:]  # five by default: all three
+    assert last["values"] == "race='?'" and "file: missing column income" in last["checks"]
