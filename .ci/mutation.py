@@ -26,11 +26,12 @@ from pathlib import Path
 
 WRAPPING_DECORATORS = {"step", "task", "contextmanager"}
 # mutmut's exit codes (mutmut.stats.status_by_exit_code): a failed test or pytest error is a
-# kill, and so is a timeout (the tests noticed: they did not finish). Skipped mutants are not
+# kill, and so are a timeout (the tests did not finish) and a test process ended by a signal
+# (e.g. a mutant that sends SIGHUP instead of probing with signal 0). Skipped mutants are not
 # counted; survivors and mutants no test reaches ("no tests") count against the score.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 33: "no tests", 34: "skipped", None: "not run"}
 STATUS |= dict.fromkeys((24, -24, 152, 255, 36), "timeout")
-DETECTED = ("killed", "timeout")
+DETECTED = ("killed", "timeout", "crashed")
 
 
 def _decorator_name(decorator) -> str | None:
@@ -81,6 +82,28 @@ def allow_wrapped_functions() -> None:
     file_mutation.function_trampoline_arrangement = function_trampoline_arrangement
 
 
+def run_fastest_tests_first() -> None:
+    """Hand each mutant's tests to pytest fastest first: with `-x` a killed mutant then
+    costs its quickest failing test, not whatever slow test the set put first."""
+    import mutmut.__main__ as main
+    from mutmut.state import state
+
+    get_runner = main.get_mutant_runner
+
+    def get_mutant_runner(*args, **kwargs):
+        runner = get_runner(*args, **kwargs)
+        submit = runner.submit
+
+        def sorted_submit(mutant_name, tests, *rest):
+            durations = state().duration_by_test
+            return submit(mutant_name, sorted(tests, key=lambda t: (durations[t], t)), *rest)
+
+        runner.submit = sorted_submit
+        return runner
+
+    main.get_mutant_runner = get_mutant_runner
+
+
 def score() -> int:
     """Print killed / total per mutated module from mutmut's results; 1 if none."""
     from mutmut.configuration import config
@@ -91,7 +114,10 @@ def score() -> int:
         if not meta.exists():
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"].values()
-        status = Counter(STATUS.get(code, f"exit {code}") for code in codes)
+        status = Counter(
+            STATUS.get(code, "crashed" if code is not None and code < 0 else f"exit {code}")
+            for code in codes
+        )
         status.pop("skipped", None)
         rows.append((path, status))
     if not rows:
@@ -115,6 +141,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--score"]:
         return score()
     allow_wrapped_functions()
+    run_fastest_tests_first()
     from mutmut.__main__ import cli
 
     started = time.monotonic()

@@ -88,3 +88,11 @@ def test_an_account_is_recorded_as_every_count_by_name():
         "dataset": "adult", "ds": DS, "model_version": "v1", "landed": 4, "bronze": 3,
         "rejects": 1, "silver": 2, "quarantine": 1, "predictions": 2,
     }  # fmt: skip
+
+
+def test_a_day_with_several_problems_names_each_of_them():
+    with pytest.raises(AccountingError) as raised:
+        check_accounting.fn(account(landed=5, predictions=1))
+    assert str(raised.value) == (
+        f"adult ds={DS}: landed 5 != bronze 3 + rejects 1; silver 2 != predictions 1"
+    )

@@ -317,3 +317,28 @@ def test_read_slice_is_one_day_as_a_frame_and_empty_before_the_table_exists(tmp_
     lake.replace_slice("bronze", "d", day("2024-01-02", [3]), {"ds": "2024-01-02"}, run_id="a")
     frame = read_slice.fn(lake, "bronze", "d", "2024-01-01")
     assert sorted(frame["x"]) == [1, 2] and set(frame["ds"]) == {"2024-01-01"}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Access denied by the bucket policy"),  # lasting by its errno
+        OSError(5, "Generic error: Read-only file system (os error 30)"),  # delta-rs's text
+    ],
+)
+def test_a_lasting_storage_fault_fails_at_once_whether_told_by_errno_or_text(
+    tmp_path, monkeypatch, error
+):
+    from tasks.lake import SliceWriteError
+
+    attempts = failing_writes(monkeypatch, [error] * 9)
+    with pytest.raises(SliceWriteError, match="could not commit to"):
+        Lake(str(tmp_path)).append("ledger", None, day("2024-01-01", [1]), run_id="a")
+    assert len(attempts) == 1
+
+
+def test_a_connection_reset_is_retried_not_taken_for_a_lasting_fault(tmp_path, monkeypatch):
+    lake = Lake(str(tmp_path))
+    attempts = failing_writes(monkeypatch, [ConnectionResetError(104, "Connection reset")])
+    lake.append("ledger", None, day("2024-01-01", [1]), run_id="a")
+    assert len(attempts) == 2 and lake.read("ledger").num_rows == 1

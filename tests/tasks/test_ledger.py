@@ -259,3 +259,35 @@ def test_the_days_a_stage_succeeded_are_those_whose_latest_run_did(tmp_path):
     record_entry(lake, entry("2024-01-02", "validate", "r4", "failed"))
     record_entry(lake, entry("2024-01-04", "ingest", "r5"))
     assert succeeded_days(lake, "adult", "validate") == ["2024-01-01", "2024-01-03"]
+
+
+def test_a_runs_end_is_recorded_for_its_day_stage_and_run_whatever_else_failed(tmp_path):
+    from tasks.ledger import read_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-02", "pipeline", "r8", "failed", error="x"))  # another run
+    record_entry(lake, entry("2024-01-03", "pipeline", "r9", "failed", error="y"))  # another day
+    record_entry(lake, entry("2024-01-02", "score", "r9", "failed", error="z"))  # another stage
+    record_ended_run(lake, "adult", "2024-01-02", "pipeline", "r9", "crashed", "C" * 5000)
+    rows = read_ledger(lake, "adult", "2024-01-02").to_dict("records")
+    [ended] = [r for r in rows if (r["run_id"], r["stage"]) == ("r9", "pipeline")]
+    assert ended["status"] == "crashed" and ended["error"] == "C" * 2000  # cut to 2000 chars
+
+
+def test_an_unknown_final_status_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="unknown status 'finished'"):
+        record_ended_run(Lake(str(tmp_path)), "adult", "2024-01-02", "ingest", "r", "finished", "")
+
+
+def test_a_live_process_of_another_user_counts_as_running(monkeypatch):
+    import os
+    import socket
+
+    import tasks.ledger as ledger
+
+    def refused(pid, signal):
+        assert signal == 0, "probing a process must not signal it"
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(ledger.os, "kill", refused)
+    assert ledger.process_alive(socket.gethostname(), os.getpid()) is True

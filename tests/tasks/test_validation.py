@@ -137,3 +137,32 @@ def test_quarantine_samples_show_the_first_rows_where_they_came_from_and_the_val
     ]
     (last,) = quarantine_samples(split)[2:]  # five by default: all three
     assert last["values"] == "race='?'" and "file: missing column income" in last["checks"]
+
+
+def test_failed_checks_are_counted_most_frequent_first_then_by_name():
+    rows = bronze({"race": "?"}, {"sex": "Unknown"}, {"sex": "Unknown"}, {"age": "x"})
+    counts = list(split_valid_rows.fn(rows, ADULT).failed_checks().items())
+    assert counts[0][0].startswith("sex: isin") and counts[0][1] == 2
+    assert counts[1:] == [
+        ("age: not a valid integer", 1),
+        ("age: not_nullable", 1),
+        ("race: not_nullable", 1),
+    ]
+
+
+def test_the_quarantine_limit_is_a_maximum_fraction_and_names_the_five_most_failed_checks():
+    split = split_valid_rows.fn(
+        bronze(
+            {"age": "x", "race": "?", "sex": "?", "education": "?", "income": "?"},
+            {"age": "y", "race": "?", "sex": "?", "education": "?", "relationship": "?"},
+            {},
+            {},
+        ),
+        ADULT,
+    )
+    check_quarantine_limit(split, "adult", "2024-01-01", limit=0.5)  # 2 of 4: at the limit
+    with pytest.raises(QuarantineLimitExceeded) as raised:
+        check_quarantine_limit(split, "adult", "2024-01-01", limit=0.4)
+    named = str(raised.value).split("most failed checks: ")[1].split(", ")
+    assert named == [f"{check} ({n})" for check, n in list(split.failed_checks().items())[:5]]
+    assert len(split.failed_checks()) > 5 and named[0] == "age: not a valid integer (2)"
