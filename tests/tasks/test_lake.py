@@ -342,3 +342,20 @@ def test_a_connection_reset_is_retried_not_taken_for_a_lasting_fault(tmp_path, m
     attempts = failing_writes(monkeypatch, [ConnectionResetError(104, "Connection reset")])
     lake.append("ledger", None, day("2024-01-01", [1]), run_id="a")
     assert len(attempts) == 2 and lake.read("ledger").num_rows == 1
+
+
+def test_the_log_records_each_committed_files_rows_and_when_it_was_added(tmp_path):
+    import time
+
+    lake = Lake(str(tmp_path))
+    staged = [
+        lake.stage_file("predictions", "d", predictions(*SLICE.values(), ids), SLICE)
+        for ids in (["a", "b"], ["c"])
+    ]
+    commit(lake, staged)
+    added = pa.table(lake.table("predictions", "d").get_add_actions(flatten=True))
+    by_path = {row["path"]: row for row in added.to_pylist()}
+    assert [by_path[f.path]["num_records"] for f in staged] == [2, 1]  # statistics: row counts
+    assert [by_path[f.path]["size_bytes"] for f in staged] == [f.size for f in staged]
+    now_ms = time.time() * 1000
+    assert all(now_ms - 60_000 < row["modification_time"] <= now_ms for row in by_path.values())

@@ -135,8 +135,10 @@ def test_quarantine_samples_show_the_first_rows_where_they_came_from_and_the_val
             "values": "age='y'",
         },
     ]
-    (last,) = quarantine_samples(split)[2:]  # five by default: all three
+    (last,) = quarantine_samples(split)[2:]  # five by default: here all three
     assert last["values"] == "race='?'" and "file: missing column income" in last["checks"]
+    many = split_valid_rows.fn(bronze(*[{"age": str(-n)} for n in range(1, 8)]), ADULT)
+    assert [s["row_id"] for s in quarantine_samples(many)] == ["r0", "r1", "r2", "r3", "r4"]
 
 
 def test_failed_checks_are_counted_most_frequent_first_then_by_name():
