@@ -221,6 +221,7 @@ def test_the_last_succeeded_run_of_a_stage_is_that_of_its_day_and_stage(tmp_path
     lake = Lake(str(tmp_path / "lake"))
     assert last_succeeded(lake, "adult", "2024-01-02", "ingest") is None
     record_entry(lake, entry("2024-01-02", "ingest", "r1", rows_in=1))
+    record_entry(lake, entry("2024-01-02", "ingest", "r1b", rows_in=9))
     record_entry(lake, entry("2024-01-02", "ingest", "r2", rows_in=2))
     record_entry(lake, entry("2024-01-02", "ingest", "r3", "failed", rows_in=3))
     record_entry(lake, entry("2024-01-02", "validate", "r4", rows_in=4))
@@ -291,3 +292,32 @@ def test_a_live_process_of_another_user_counts_as_running(monkeypatch):
 
     monkeypatch.setattr(ledger.os, "kill", refused)
     assert ledger.process_alive(socket.gethostname(), os.getpid()) is True
+
+
+def test_a_days_status_has_each_count_where_its_stage_recorded_it_days_in_order(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-03", "ingest", "r0", rows_in=1, rows_out=1, rows_diverted=0))
+    ds = "2024-01-02"
+    record_entry(lake, entry(ds, "ingest", "r1", rows_in=10, rows_out=9, rows_diverted=1))
+    record_entry(lake, entry(ds, "validate", "r1", rows_in=9, rows_out=7, rows_diverted=2))
+    record_entry(lake, entry(ds, "score", "r1", rows_out=7, model_version="v3"))
+    record_entry(lake, entry(ds, "labels", "r2", rows_out=5))
+    record_entry(lake, entry(ds, "monitor", "r1", verdict="drift", report="r/2024-01-02.html"))
+    first, second = day_status(lake, "adult")
+    assert second["ds"] == "2024-01-03" and second["silver"] is None
+    assert {k: v for k, v in first.items() if k not in ("stages", "errors")} == {
+        "ds": ds, "landed": 10, "bronze": 9, "rejected": 1, "silver": 7, "quarantined": 2,
+        "scored": 7, "labels": 5, "model": "v3", "verdict": "drift",
+        "report": "r/2024-01-02.html",
+    }  # fmt: skip
+    assert list(first["stages"]) == ["ingest", "validate", "labels", "score", "monitor"]
+
+
+def test_a_failed_training_stays_news_until_a_training_succeeds_not_any_stage(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-01", "train", "r1", "failed", error="too few rows"))
+    record_entry(lake, entry("2024-01-02", "ingest", "r2"))
+    assert day_status(lake, "adult")[0]["stages"] == {"train": "failed"}
+    record_entry(lake, entry("2024-01-02", "train", "r3"))
+    days = {day["ds"]: day["stages"] for day in day_status(lake, "adult")}
+    assert days == {"2024-01-02": {"ingest": "succeeded", "train": "succeeded"}}
