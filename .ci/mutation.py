@@ -14,6 +14,7 @@ not mutated: they are evaluated once, at import. The patch fits mutmut 3.8 (pinn
 
     python .ci/mutation.py            # run what is not yet run, then print the score
     python .ci/mutation.py --score    # only print the score of the last run
+    python .ci/mutation.py --survivors  # the mutants no test killed, with their changes
 """
 
 from __future__ import annotations
@@ -137,9 +138,44 @@ def score() -> int:
     return 0
 
 
+def survivors() -> int:
+    """Print each mutant that no test killed, with the lines it changed."""
+    import ast
+    import difflib
+
+    from mutmut.configuration import config
+
+    for path in sorted(config().only_mutate):
+        mutated, meta = Path("mutants") / path, Path("mutants") / f"{path}.meta"
+        if not meta.exists():
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        source = mutated.read_text()
+        functions = {
+            node.name: ast.get_source_segment(source, node).splitlines()
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.FunctionDef)
+        }
+        for name, code in codes.items():
+            if STATUS.get(code) not in ("survived", "no tests"):
+                continue
+            function = name.rsplit(".", 1)[1]
+            original = functions[function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"]
+            changed = [
+                line
+                for line in difflib.unified_diff(original[1:], functions[function][1:], n=0)
+                if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            ]
+            print(f"{name} ({STATUS[code]})")
+            print("\n".join(f"    {line.strip()[:1]} {line[1:].strip()}" for line in changed))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--score"]:
         return score()
+    if argv[:1] == ["--survivors"]:
+        return survivors()
     allow_wrapped_functions()
     run_fastest_tests_first()
     from mutmut.__main__ import cli
