@@ -160,10 +160,11 @@ def survivors() -> int:
             if STATUS.get(code) not in ("survived", "no tests"):
                 continue
             function = name.rsplit(".", 1)[1]
-            original = functions[function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"]
+            original_name = function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+            mutant = [line.replace(function, original_name) for line in functions[function]]
             changed = [
                 line
-                for line in difflib.unified_diff(original[1:], functions[function][1:], n=0)
+                for line in difflib.unified_diff(functions[original_name], mutant, n=0)
                 if line[:1] in "+-" and line[:3] not in ("+++", "---")
             ]
             print(f"{name} ({STATUS[code]})")
