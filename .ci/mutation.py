@@ -124,17 +124,18 @@ def score() -> int:
     if not rows:
         print("no mutation results under mutants/: run `make mutation`")
         return 1
-    print(f"{'module':<22} {'killed':>7} {'total':>6} {'score':>7}  of which")
+    print(f"{'module':<22} {'killed':>7} {'tested':>6} {'score':>7}  of which")
     total = Counter()
     for path, status in rows + [("all", None)]:
         if status is None:
             status = total
         else:
             total.update(status)
-        counted = sum(status.values())
+        counted = sum(n for what, n in status.items() if what != "not run")  # an unfinished run
         detected = sum(status[what] for what in DETECTED)
         parts = ", ".join(f"{n} {what}" for what, n in sorted(status.items()) if what != "killed")
-        print(f"{path:<22} {detected:>7} {counted:>6} {detected / counted:>7.1%}  {parts or '-'}")
+        share = f"{detected / counted:.1%}" if counted else "-"
+        print(f"{path:<22} {detected:>7} {counted:>6} {share:>7}  {parts or '-'}")
     return 0
 
 
@@ -151,8 +152,9 @@ def survivors() -> int:
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         source = mutated.read_text()
+        lines = source.splitlines()
         functions = {
-            node.name: ast.get_source_segment(source, node).splitlines()
+            node.name: lines[node.lineno - 1 : node.end_lineno]
             for node in ast.walk(ast.parse(source))
             if isinstance(node, ast.FunctionDef)
         }
