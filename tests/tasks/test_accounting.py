@@ -96,3 +96,12 @@ def test_a_day_with_several_problems_names_each_of_them():
     assert str(raised.value) == (
         f"adult ds={DS}: landed 5 != bronze 3 + rejects 1; silver 2 != predictions 1"
     )
+
+
+def test_a_day_is_counted_alone_whatever_other_days_hold(lake):
+    other = "2024-01-02"
+    rows = pa.table({"_row_id": ["x", "y"], "ds": [other] * 2})
+    for table in ("bronze", "silver"):
+        lake.replace_slice(table, "adult", rows, {"ds": other}, run_id="t")
+    account = count_rows.fn(lake, "adult", DS, 4, "v1")
+    assert (account.bronze, account.silver, account.predictions) == (3, 2, 2)
