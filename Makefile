@@ -12,7 +12,7 @@ FAST := not slow and not integration and not gpu
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: env env-newest gpu-env gpu-bundle gpu-install gpu-check test-python demo test test-newest test-slow test-gpu lint format bench-forest bench-scoring clean
+.PHONY: env env-newest gpu-env gpu-bundle gpu-install gpu-check test-python demo test test-newest test-slow test-gpu mutation lint format bench-forest bench-scoring clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -78,6 +78,13 @@ gpu-install:
 gpu-check:
 	$(GPU_PYTHON) -m benchmarks.gpu_check run $(if $(STEPS),--steps $(STEPS))
 
+# Mutation testing of the five core modules with their fast tests (docs/MUTATION.md): mutmut,
+# one child at a time, from scratch; prints killed / total per module. `.ci/mutation.py
+# --score` prints the last run's score again; `mutmut results` lists its survivors.
+mutation: env
+	rm -rf mutants
+	$(VENV)/bin/python .ci/mutation.py
+
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -93,4 +100,4 @@ bench-scoring: env
 	$(VENV)/bin/python -m benchmarks.scoring --rows 1000000,10000000 --workers 1,2 --repeats 3
 
 clean:
-	rm -rf $(VENV) $(NEWEST_VENV) $(TOOLS) .tidewater .pytest_cache .gpu-bundle .gpu-env .gpu-results
+	rm -rf $(VENV) $(NEWEST_VENV) $(TOOLS) .tidewater .pytest_cache mutants .gpu-bundle .gpu-env .gpu-results

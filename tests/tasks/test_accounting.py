@@ -81,3 +81,27 @@ def test_each_count_that_does_not_add_up_fails_the_day_naming_it(changes, proble
     with pytest.raises(AccountingError, match=re.escape(f"adult ds={DS}: {problem}")):
         check_accounting.fn(account(**changes))
     check_accounting.fn(account())
+
+
+def test_an_account_is_recorded_as_every_count_by_name():
+    assert account().as_dict() == {
+        "dataset": "adult", "ds": DS, "model_version": "v1", "landed": 4, "bronze": 3,
+        "rejects": 1, "silver": 2, "quarantine": 1, "predictions": 2,
+    }  # fmt: skip
+
+
+def test_a_day_with_several_problems_names_each_of_them():
+    with pytest.raises(AccountingError) as raised:
+        check_accounting.fn(account(landed=5, predictions=1))
+    assert str(raised.value) == (
+        f"adult ds={DS}: landed 5 != bronze 3 + rejects 1; silver 2 != predictions 1"
+    )
+
+
+def test_a_day_is_counted_alone_whatever_other_days_hold(lake):
+    other = "2024-01-02"
+    rows = pa.table({"_row_id": ["x", "y"], "ds": [other] * 2})
+    for table in ("bronze", "silver"):
+        lake.replace_slice(table, "adult", rows, {"ds": other}, run_id="t")
+    account = count_rows.fn(lake, "adult", DS, 4, "v1")
+    assert (account.bronze, account.silver, account.predictions) == (3, 2, 2)

@@ -180,3 +180,182 @@ def test_a_damaged_log_entry_is_named_with_its_table_and_version(tmp_path):
         in message
     )
     assert "opens at version 1" in message and "Truncated" in message
+
+
+PREDICTIONS = pa.schema(
+    [("_row_id", pa.string()), ("score", pa.float64()), ("ds", pa.string()),
+     ("model_version", pa.string())]
+)  # fmt: skip
+
+
+def predictions(ds: str, version: str, ids: list[str]) -> pa.Table:
+    scores = [float(n) for n in range(len(ids))]
+    return pa.table([ids, scores, [ds] * len(ids), [version] * len(ids)], schema=PREDICTIONS)
+
+
+SLICE = {"ds": "2024-01-01", "model_version": "v1"}
+
+
+def commit(lake: Lake, files, slice_=SLICE, run_id="s") -> int:
+    return lake.commit_files(
+        "predictions", "d", files, PREDICTIONS, slice_, run_id=run_id, partition_by=list(SLICE)
+    )
+
+
+def test_staged_files_are_invisible_until_committed_then_replace_exactly_their_slice(tmp_path):
+    lake = Lake(str(tmp_path))
+    other = {"ds": "2024-01-01", "model_version": "v2"}
+    commit(lake, [lake.stage_file("predictions", "d", predictions(*other.values(), ["z"]), other)],
+           other)  # fmt: skip
+    first = lake.stage_file("predictions", "d", predictions(*SLICE.values(), ["a", "b"]), SLICE)
+    second = lake.stage_file("predictions", "d", predictions(*SLICE.values(), ["c"]), SLICE)
+    assert (first.rows, second.rows) == (2, 1) and first.path != second.path
+    assert first.path.startswith("ds=2024-01-01/model_version=v1/")
+    assert (tmp_path / "predictions" / "d" / first.path).stat().st_size == first.size
+    assert lake.read("predictions", "d", where=SLICE).num_rows == 0  # staged: not part of it
+
+    version = commit(lake, [first, second], run_id="score-1")
+    rows = lake.read("predictions", "d", where=SLICE).sort_by("_row_id").to_pydict()
+    assert rows["_row_id"] == ["a", "b", "c"] and set(rows["model_version"]) == {"v1"}
+    assert lake.commit_metadata("predictions", "d", version)[RUN_ID_KEY] == "score-1"
+
+    again = lake.stage_file("predictions", "d", predictions(*SLICE.values(), ["d"]), SLICE)
+    commit(lake, [again])
+    assert lake.read("predictions", "d", where=SLICE).column("_row_id").to_pylist() == ["d"]
+    assert lake.read("predictions", "d", where=other).column("_row_id").to_pylist() == ["z"]
+
+
+def test_a_staged_file_of_another_slice_is_refused_and_nothing_is_committed(tmp_path):
+    lake = Lake(str(tmp_path))
+    elsewhere = {"ds": "2024-01-02", "model_version": "v1"}
+    staged = lake.stage_file("predictions", "d", predictions(*elsewhere.values(), ["a"]), elsewhere)
+    with pytest.raises(ValueError, match="outside the slice"):
+        commit(lake, [staged])
+    assert lake.read("predictions", "d").num_rows == 0
+
+
+def test_files_are_written_in_row_groups_of_the_lakes_size_keys_not_dictionary_encoded(tmp_path):
+    import pyarrow.parquet as pq
+
+    lake = Lake(str(tmp_path), row_group_rows=2)
+    rows = predictions(*SLICE.values(), ["a", "b", "c", "d", "e"])
+    staged = lake.stage_file("predictions", "d", rows, SLICE, unique=("_row_id",))
+    meta = pq.ParquetFile(tmp_path / "predictions" / "d" / staged.path).metadata
+    assert meta.num_rows == 5 and meta.num_row_groups == 3  # a scoring shard's unit
+    assert meta.schema.names == ["_row_id", "score"]  # partition values are in the path
+    encodings = {meta.schema.names[i]: meta.row_group(0).column(i).encodings for i in range(2)}
+    assert not any("DICTIONARY" in e for e in encodings["_row_id"])
+    assert any("DICTIONARY" in e for e in encodings["score"])
+
+    lake.replace_slice("bronze", "d", day("2024-01-01", [1, 2, 3]), {"ds": "2024-01-01"},
+                       run_id="a")  # fmt: skip
+    (written,) = lake.table("bronze", "d").file_uris()
+    assert pq.ParquetFile(written).metadata.num_row_groups == 2
+
+
+def test_ensure_table_creates_it_empty_once(tmp_path):
+    lake = Lake(str(tmp_path))
+    lake.ensure_table("predictions", "d", PREDICTIONS, partition_by=list(SLICE))
+    assert lake.version("predictions", "d") == 0
+    assert lake.read("predictions", "d").schema == PREDICTIONS
+    assert lake.table("predictions", "d").metadata().partition_columns == list(SLICE)
+    lake.ensure_table("predictions", "d", PREDICTIONS, partition_by=list(SLICE))
+    assert lake.version("predictions", "d") == 0
+
+
+def test_a_table_another_writer_created_meanwhile_is_used_and_a_failed_creation_raised(
+    tmp_path, monkeypatch
+):
+    from deltalake.exceptions import CommitFailedError
+
+    import tasks.lake as lake_module
+
+    lake, real = Lake(str(tmp_path)), lake_module.write_deltalake
+
+    def created_by_another_writer(*args, **kwargs):
+        real(*args, **kwargs)  # the other writer's commit wins ...
+        raise CommitFailedError("version 0 already exists")  # ... and ours conflicts
+
+    monkeypatch.setattr(lake_module, "write_deltalake", created_by_another_writer)
+    lake.ensure_table("predictions", "d", PREDICTIONS, partition_by=list(SLICE))
+    assert lake.version("predictions", "d") == 0
+
+    def refused(*args, **kwargs):
+        raise CommitFailedError("refused")
+
+    monkeypatch.setattr(lake_module, "write_deltalake", refused)
+    with pytest.raises(CommitFailedError):
+        lake.ensure_table("predictions", "e", PREDICTIONS, partition_by=list(SLICE))
+
+
+def test_reset_table_empties_it_with_the_new_schema_and_keeps_the_old_version(tmp_path):
+    lake = Lake(str(tmp_path))
+    lake.replace_slice("bronze", "d", day("2024-01-01", [1, 2]), {"ds": "2024-01-01"}, run_id="a")
+    schema = pa.schema([("x", pa.string()), ("y", pa.string()), ("ds", pa.string())])
+    version = lake.reset_table("bronze", "d", schema, partition_by=["ds"])
+    assert version == 1 == lake.version("bronze", "d")
+    assert lake.read("bronze", "d").num_rows == 0 and lake.read("bronze", "d").schema == schema
+    assert lake.table("bronze", "d").metadata().partition_columns == ["ds"]
+    assert lake.read("bronze", "d", version=0).column("x").to_pylist() == [1, 2]
+
+
+def test_partition_values_are_the_days_a_table_holds_sorted(tmp_path):
+    lake = Lake(str(tmp_path))
+    assert lake.partition_values("bronze", "d") == []
+    for ds in ("2024-01-03", "2024-01-01", "2024-01-02"):
+        lake.replace_slice("bronze", "d", day(ds, [1]), {"ds": ds}, run_id="a")
+    lake.replace_slice("bronze", "d", day("2024-01-02", []), {"ds": "2024-01-02"}, run_id="a")
+    assert lake.partition_values("bronze", "d") == ["2024-01-01", "2024-01-03"]
+
+
+def test_read_slice_is_one_day_as_a_frame_and_empty_before_the_table_exists(tmp_path):
+    from tasks.lake import read_slice
+
+    lake = Lake(str(tmp_path))
+    assert read_slice.fn(lake, "bronze", "d", "2024-01-01").empty
+    lake.replace_slice("bronze", "d", day("2024-01-01", [1, 2]), {"ds": "2024-01-01"}, run_id="a")
+    lake.replace_slice("bronze", "d", day("2024-01-02", [3]), {"ds": "2024-01-02"}, run_id="a")
+    frame = read_slice.fn(lake, "bronze", "d", "2024-01-01")
+    assert sorted(frame["x"]) == [1, 2] and set(frame["ds"]) == {"2024-01-01"}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Access denied by the bucket policy"),  # lasting by its errno
+        OSError(5, "Generic error: Read-only file system (os error 30)"),  # delta-rs's text
+    ],
+)
+def test_a_lasting_storage_fault_fails_at_once_whether_told_by_errno_or_text(
+    tmp_path, monkeypatch, error
+):
+    from tasks.lake import SliceWriteError
+
+    attempts = failing_writes(monkeypatch, [error] * 9)
+    with pytest.raises(SliceWriteError, match="could not commit to"):
+        Lake(str(tmp_path)).append("ledger", None, day("2024-01-01", [1]), run_id="a")
+    assert len(attempts) == 1
+
+
+def test_a_connection_reset_is_retried_not_taken_for_a_lasting_fault(tmp_path, monkeypatch):
+    lake = Lake(str(tmp_path))
+    attempts = failing_writes(monkeypatch, [ConnectionResetError(104, "Connection reset")])
+    lake.append("ledger", None, day("2024-01-01", [1]), run_id="a")
+    assert len(attempts) == 2 and lake.read("ledger").num_rows == 1
+
+
+def test_the_log_records_each_committed_files_rows_and_when_it_was_added(tmp_path):
+    import time
+
+    lake = Lake(str(tmp_path))
+    staged = [
+        lake.stage_file("predictions", "d", predictions(*SLICE.values(), ids), SLICE)
+        for ids in (["a", "b"], ["c"])
+    ]
+    commit(lake, staged)
+    added = pa.table(lake.table("predictions", "d").get_add_actions(flatten=True))
+    by_path = {row["path"]: row for row in added.to_pylist()}
+    assert [by_path[f.path]["num_records"] for f in staged] == [2, 1]  # statistics: row counts
+    assert [by_path[f.path]["size_bytes"] for f in staged] == [f.size for f in staged]
+    now_ms = time.time() * 1000
+    assert all(now_ms - 60_000 < row["modification_time"] <= now_ms for row in by_path.values())

@@ -166,3 +166,158 @@ def test_the_ledger_stays_a_few_files_however_many_rows_it_holds(tmp_path):
     assert len(lake.table("ledger").file_uris()) <= 4
     ledger = read_ledger(lake, "adult")
     assert sorted(ledger["rows_in"]) == list(range(COMPACT_EVERY * 2 + 3))  # nothing lost
+
+
+def test_the_prefect_task_records_the_entry_as_record_entry_does(tmp_path):
+    from tasks.ledger import read_ledger, record_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert record_ledger.fn(lake, entry("2024-01-02", "ingest", "r1", rows_in=3)) == 0
+    assert record_ledger.fn(lake, entry("2024-01-02", "validate", "r1")) == 1
+    assert list(read_ledger(lake, "adult")["stage"]) == ["ingest", "validate"]
+
+
+def test_each_backfill_is_its_latest_row_those_rows_oldest_first(tmp_path):
+    from tasks.ledger import backfill_records
+
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-01", "backfill", "b1", "failed", error="day 3"))
+    record_entry(lake, entry("2024-01-05", "backfill", "b2", details={"days": 2}))
+    record_entry(lake, entry("2024-01-01", "ingest", "b1"))
+    record_entry(lake, entry("2024-01-01", "backfill", "b1", details={"days": 5}))
+    record_entry(lake, entry("2024-01-09", "backfill", "b3", "started", details={}))
+    records = backfill_records(lake, "adult")
+    assert [(r["run_id"], r["status"], r["details"]) for r in records] == [
+        ("b2", "succeeded", {"days": 2}),
+        ("b1", "succeeded", {"days": 5}),  # b1 resumed after b2 ended: its row is newer
+    ]
+    assert backfill_records(lake, "other") == []
+
+
+def test_files_ingested_elsewhere_are_those_of_each_other_days_latest_succeeded_ingest(tmp_path):
+    from tasks.ledger import ingested_elsewhere
+
+    def files(*names: str, **extra) -> list[dict]:
+        return [{"path": f"p/{n}", "sha256": f"sha-{n}"} | extra for n in names]
+
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-01", "ingest", "r1", files=files("old")))
+    record_entry(lake, entry("2024-01-01", "ingest", "r2", files=files("a", "b")))
+    record_entry(lake, entry("2024-01-01", "ingest", "r3", "failed", files=files("broken")))
+    record_entry(lake, entry("2024-01-02", "ingest", "r4", files=files("c")))
+    record_entry(lake, entry("2024-01-02", "validate", "r4", files=files("not-an-ingest")))
+    skipped = files("dup", same_as="ds=2024-01-01 p/a") + [{"path": "p/unhashed"}]
+    record_entry(lake, entry("2024-01-03", "ingest", "r5", files=skipped))
+    assert ingested_elsewhere(lake, "adult", "2024-01-02") == {
+        "sha-a": "ds=2024-01-01 p/a",
+        "sha-b": "ds=2024-01-01 p/b",
+    }
+    assert ingested_elsewhere(lake, "adult", "2024-01-01") == {"sha-c": "ds=2024-01-02 p/c"}
+
+
+def test_the_last_succeeded_run_of_a_stage_is_that_of_its_day_and_stage(tmp_path):
+    from tasks.ledger import last_succeeded
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert last_succeeded(lake, "adult", "2024-01-02", "ingest") is None
+    record_entry(lake, entry("2024-01-02", "ingest", "r1", rows_in=1))
+    record_entry(lake, entry("2024-01-02", "ingest", "r1b", rows_in=9))
+    record_entry(lake, entry("2024-01-02", "ingest", "r2", rows_in=2))
+    record_entry(lake, entry("2024-01-02", "ingest", "r3", "failed", rows_in=3))
+    record_entry(lake, entry("2024-01-02", "validate", "r4", rows_in=4))
+    record_entry(lake, entry("2024-01-03", "ingest", "r5", rows_in=5))
+    last = last_succeeded(lake, "adult", "2024-01-02", "ingest")
+    assert (last["run_id"], last["rows_in"]) == ("r2", 2)
+    assert last_succeeded(lake, "adult", "2024-01-02", "score") is None
+
+
+def test_a_days_stages_are_their_latest_runs_in_pipeline_order(tmp_path):
+    from tasks.ledger import day_stages
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert day_stages(lake, "adult", "2024-01-02") == []
+    record_entry(lake, entry("2024-01-02", "score", "r1", "failed"))
+    record_entry(lake, entry("2024-01-02", "ingest", "r1"))
+    record_entry(lake, entry("2024-01-02", "validate", "r1"))
+    record_entry(lake, entry("2024-01-02", "score", "r2"))
+    record_entry(lake, entry("2024-01-03", "train", "r3"))
+    stages = day_stages(lake, "adult", "2024-01-02")
+    assert [(s["stage"], s["run_id"], s["status"]) for s in stages] == [
+        ("ingest", "r1", "succeeded"),
+        ("validate", "r1", "succeeded"),
+        ("score", "r2", "succeeded"),
+    ]
+
+
+def test_the_days_a_stage_succeeded_are_those_whose_latest_run_did(tmp_path):
+    from tasks.ledger import succeeded_days
+
+    lake = Lake(str(tmp_path / "lake"))
+    assert succeeded_days(lake, "adult", "validate") == []
+    record_entry(lake, entry("2024-01-03", "validate", "r1"))
+    record_entry(lake, entry("2024-01-01", "validate", "r2"))
+    record_entry(lake, entry("2024-01-02", "validate", "r3"))
+    record_entry(lake, entry("2024-01-02", "validate", "r4", "failed"))
+    record_entry(lake, entry("2024-01-04", "ingest", "r5"))
+    assert succeeded_days(lake, "adult", "validate") == ["2024-01-01", "2024-01-03"]
+
+
+def test_a_runs_end_is_recorded_for_its_day_stage_and_run_whatever_else_failed(tmp_path):
+    from tasks.ledger import read_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-02", "pipeline", "r8", "failed", error="x"))  # another run
+    record_entry(lake, entry("2024-01-03", "pipeline", "r9", "failed", error="y"))  # another day
+    record_entry(lake, entry("2024-01-02", "score", "r9", "failed", error="z"))  # another stage
+    record_ended_run(lake, "adult", "2024-01-02", "pipeline", "r9", "crashed", "C" * 5000)
+    rows = read_ledger(lake, "adult", "2024-01-02").to_dict("records")
+    [ended] = [r for r in rows if (r["run_id"], r["stage"]) == ("r9", "pipeline")]
+    assert ended["status"] == "crashed" and ended["error"] == "C" * 2000  # cut to 2000 chars
+
+
+def test_an_unknown_final_status_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="unknown status 'finished'"):
+        record_ended_run(Lake(str(tmp_path)), "adult", "2024-01-02", "ingest", "r", "finished", "")
+
+
+def test_a_live_process_of_another_user_counts_as_running(monkeypatch):
+    import os
+    import socket
+
+    import tasks.ledger as ledger
+
+    def refused(pid, signal):
+        assert signal == 0, "probing a process must not signal it"
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(ledger.os, "kill", refused)
+    assert ledger.process_alive(socket.gethostname(), os.getpid()) is True
+
+
+def test_a_days_status_has_each_count_where_its_stage_recorded_it_days_in_order(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-03", "ingest", "r0", rows_in=1, rows_out=1, rows_diverted=0))
+    ds = "2024-01-02"
+    record_entry(lake, entry(ds, "ingest", "r1", rows_in=10, rows_out=9, rows_diverted=1))
+    record_entry(lake, entry(ds, "validate", "r1", rows_in=9, rows_out=7, rows_diverted=2))
+    record_entry(lake, entry(ds, "score", "r1", rows_out=7, model_version="v3"))
+    record_entry(lake, entry(ds, "labels", "r2", rows_out=5))
+    record_entry(lake, entry(ds, "monitor", "r1", verdict="drift", report="r/2024-01-02.html"))
+    first, second = day_status(lake, "adult")
+    assert second["ds"] == "2024-01-03" and second["silver"] is None
+    assert {k: v for k, v in first.items() if k not in ("stages", "errors")} == {
+        "ds": ds, "landed": 10, "bronze": 9, "rejected": 1, "silver": 7, "quarantined": 2,
+        "scored": 7, "labels": 5, "model": "v3", "verdict": "drift",
+        "report": "r/2024-01-02.html",
+    }  # fmt: skip
+    assert list(first["stages"]) == ["ingest", "validate", "labels", "score", "monitor"]
+
+
+def test_a_failed_training_stays_news_until_a_training_succeeds_not_any_stage(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    record_entry(lake, entry("2024-01-01", "train", "r1", "failed", error="too few rows"))
+    record_entry(lake, entry("2024-01-02", "ingest", "r2"))
+    assert day_status(lake, "adult")[0]["stages"] == {"train": "failed"}
+    record_entry(lake, entry("2024-01-02", "train", "r3"))
+    days = {day["ds"]: day["stages"] for day in day_status(lake, "adult")}
+    assert days == {"2024-01-02": {"ingest": "succeeded", "train": "succeeded"}}

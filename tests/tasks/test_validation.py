@@ -108,3 +108,63 @@ def test_integers_are_typed_exactly_and_those_beyond_64_bits_are_named_so():
             "fnlwgt: beyond the 64-bit integers",
             "fnlwgt: not_nullable",
         ]
+
+
+def test_quarantine_samples_show_the_first_rows_where_they_came_from_and_the_values_named():
+    from tasks.validation import quarantine_samples
+
+    frame = bronze({"age": "x", "sex": "Unknown"}, {}, {"age": "y"}, {"race": "?"},
+                   issues=[None, None, None, "missing column income"])  # fmt: skip
+    frame["_source"] = "s3://landing/adult/ds=2024-01-01/part-1.csv"
+    split = split_valid_rows.fn(frame, ADULT)
+    samples = quarantine_samples(split, n=2)
+    assert {"age: not a valid integer", "age: not_nullable"} < set(checks_of(split, "r0"))
+    assert samples == [
+        {
+            "row_id": "r0",
+            "file": "part-1.csv",
+            "line": 2,
+            "checks": checks_of(split, "r0"),
+            "values": "age='x', sex='Unknown'",
+        },
+        {
+            "row_id": "r2",
+            "file": "part-1.csv",
+            "line": 4,
+            "checks": ["age: not a valid integer", "age: not_nullable"],
+            "values": "age='y'",
+        },
+    ]
+    (last,) = quarantine_samples(split)[2:]  # five by default: here all three
+    assert last["values"] == "race='?'" and "file: missing column income" in last["checks"]
+    many = split_valid_rows.fn(bronze(*[{"age": str(-n)} for n in range(1, 8)]), ADULT)
+    assert [s["row_id"] for s in quarantine_samples(many)] == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def test_failed_checks_are_counted_most_frequent_first_then_by_name():
+    rows = bronze({"race": "?"}, {"sex": "Unknown"}, {"sex": "Unknown"}, {"age": "x"})
+    counts = list(split_valid_rows.fn(rows, ADULT).failed_checks().items())
+    assert counts[0][0].startswith("sex: isin") and counts[0][1] == 2
+    assert counts[1:] == [
+        ("age: not a valid integer", 1),
+        ("age: not_nullable", 1),
+        ("race: not_nullable", 1),
+    ]
+
+
+def test_the_quarantine_limit_is_a_maximum_fraction_and_names_the_five_most_failed_checks():
+    split = split_valid_rows.fn(
+        bronze(
+            {"age": "x", "race": "?", "sex": "?", "education": "?", "income": "?"},
+            {"age": "y", "race": "?", "sex": "?", "education": "?", "relationship": "?"},
+            {},
+            {},
+        ),
+        ADULT,
+    )
+    check_quarantine_limit(split, "adult", "2024-01-01", limit=0.5)  # 2 of 4: at the limit
+    with pytest.raises(QuarantineLimitExceeded) as raised:
+        check_quarantine_limit(split, "adult", "2024-01-01", limit=0.4)
+    named = str(raised.value).split("most failed checks: ")[1].split(", ")
+    assert named == [f"{check} ({n})" for check, n in list(split.failed_checks().items())[:5]]
+    assert len(split.failed_checks()) > 5 and named[0] == "age: not a valid integer (2)"
