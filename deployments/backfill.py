@@ -38,6 +38,11 @@ HEARTBEAT_SECONDS = 60
 STALE_AFTER = timedelta(minutes=10)  # a backfill elsewhere silent this long is dead
 POLL_SECONDS = 1.0
 DAY_STATES = ("queued", "running", "succeeded", "failed")
+# A day that failed because the Prefect API was briefly unavailable (still a 503 after the
+# client's own retries: the embedded SQLite server under load; a dropped connection) runs
+# again, at most RETRIES_OF_A_DAY times: its pipeline is idempotent, so a rerun converges.
+RETRIES_OF_A_DAY = 2
+TRANSIENT_API_ERRORS = ("503 Service Unavailable", "ConnectError", "RemoteProtocolError")
 
 
 class BackfillOverlaps(RuntimeError):
@@ -54,6 +59,7 @@ class DayRun:
     flow_run: str | None = None
     flow_run_id: str | None = None
     adopted: bool = False
+    retried_after: list[str] = field(default_factory=list)  # the transient errors it reran on
     rows: int | None = None
     seconds: float | None = None
     error: str | None = None
@@ -417,6 +423,7 @@ def run_backfill(
             ended = [day for day in running if day.state != "running"]
             for day in ended:
                 day.seconds = round(time.monotonic() - day.started, 1)
+                _rerun_on_transient_error(day)
             if ended or time.monotonic() - recorded_at > HEARTBEAT_SECONDS:
                 backfill.record(lake, "running")
                 recorded_at = time.monotonic()
@@ -425,3 +432,14 @@ def run_backfill(
         days.close()
         backfill.record(lake, status)
         on_change(backfill)
+
+
+def _rerun_on_transient_error(day: DayRun) -> None:
+    """Queue a day that failed on a transient Prefect API error again (at most
+    RETRIES_OF_A_DAY times)."""
+    error = day.error or ""
+    transient = any(sign in error for sign in TRANSIENT_API_ERRORS)
+    if day.state != "failed" or not transient or len(day.retried_after) >= RETRIES_OF_A_DAY:
+        return
+    day.retried_after.append(error[:300])
+    day.state, day.error, day.flow_run, day.flow_run_id = "queued", None, None, None

@@ -83,6 +83,39 @@ def test_the_first_day_runs_alone_when_it_trains_the_first_model(tmp_path):
     assert days.running_at_start == [0, 0, 1, 2, 3]
 
 
+API_BUSY = "PrefectHTTPStatusError: Server error '503 Service Unavailable' for url '.../task_runs/'"
+
+
+class FlakyDays(ScriptedDays):
+    """Days whose first `flaky[ds]` attempts fail with `error[ds]`."""
+
+    def __init__(self, flaky: dict[str, int], errors: dict[str, str]):
+        super().__init__()
+        self.flaky, self.errors = dict(flaky), errors
+
+    def poll(self, days) -> None:
+        super().poll(days)
+        for day in days:
+            if self.flaky.get(day.ds, 0) > 0:
+                self.flaky[day.ds] -= 1
+                day.state, day.error = "failed", self.errors[day.ds]
+
+
+def test_a_day_failed_by_a_busy_prefect_api_runs_again_and_a_real_failure_does_not(tmp_path):
+    flaky = {"2024-01-02": 1, "2024-01-03": 5, "2024-01-04": 1}
+    errors = {"2024-01-02": API_BUSY, "2024-01-03": API_BUSY, "2024-01-04": "AccountingError: 3"}
+    days, lake = FlakyDays(flaky, errors), Lake(str(tmp_path))
+    backfill = a_backfill()
+    run_backfill(backfill, lake, days, lambda b: None)
+    state = {day.ds: (day.state, len(day.retried_after)) for day in backfill.days}
+    assert state["2024-01-02"] == ("succeeded", 1)  # reran once, then succeeded
+    assert state["2024-01-03"] == ("failed", runner.RETRIES_OF_A_DAY)  # gave up, listed
+    assert state["2024-01-04"] == ("failed", 0)  # not an API error: never rerun
+    assert days.order.count("2024-01-02") == 2 and days.order.count("2024-01-04") == 1
+    (record,) = backfill_records(lake, "adult")
+    assert record["details"]["days"]["2024-01-02"]["retried_after"] == [API_BUSY]
+
+
 def test_an_interrupted_backfill_is_recorded_as_interrupted(tmp_path):
     lake, days = Lake(str(tmp_path)), ScriptedDays()
 
