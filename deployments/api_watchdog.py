@@ -46,12 +46,12 @@ def _end_process(message: str) -> None:
 @contextmanager
 def exit_when_api_gone(
     api_url: str,
-    message: Callable[[], str],
+    message: str,
     *,
     answers: Callable[[str], bool] = api_answers,
     end: Callable[[str], None] = _end_process,
 ) -> Iterator[None]:
-    """While the block runs, end the process with `message()` once `api_url` has refused
+    """While the block runs, end the process with `message` once `api_url` has refused
     connections for GONE_AFTER seconds (`answers` and `end` are the check and the ending)."""
     done = threading.Event()
 
@@ -63,7 +63,7 @@ def exit_when_api_gone(
                 continue
             down_since = down_since or time.monotonic()
             if time.monotonic() - down_since >= GONE_AFTER and not done.is_set():
-                end(message())
+                end(message)
                 return
 
     watcher = threading.Thread(target=watch, name="prefect-api-watchdog", daemon=True)

@@ -149,7 +149,7 @@ def _prefect(settings, verbose: bool) -> Iterator[str]:
     with (
         temporary_settings(overrides),
         use_settings(settings),
-        exit_when_api_gone(api_url, lambda: gone),
+        exit_when_api_gone(api_url, gone),
     ):
         yield api_url
 

@@ -27,9 +27,7 @@ def test_an_api_refusing_connections_ends_the_command_with_the_message():
         ended.set()
 
     started = time.monotonic()
-    with exit_when_api_gone(
-        "http://x/api", lambda: "the API is gone", answers=lambda _: False, end=end
-    ):
+    with exit_when_api_gone("http://x/api", "the API is gone", answers=lambda _: False, end=end):
         assert ended.wait(5)
     assert said == ["the API is gone"]
     assert time.monotonic() - started >= 0.3  # not at the first refused poll
@@ -39,7 +37,7 @@ def test_an_api_that_answers_again_in_time_is_not_gone():
     answers = iter([False, False, True] * 100)
     ended: list[str] = []
     with exit_when_api_gone(
-        "http://x/api", lambda: "gone", answers=lambda _: next(answers), end=ended.append
+        "http://x/api", "gone", answers=lambda _: next(answers), end=ended.append
     ):
         time.sleep(1.0)
     assert ended == []
@@ -47,9 +45,7 @@ def test_an_api_that_answers_again_in_time_is_not_gone():
 
 def test_the_watchdog_stops_with_the_command():
     ended: list[str] = []
-    with exit_when_api_gone(
-        "http://x/api", lambda: "gone", answers=lambda _: False, end=ended.append
-    ):
+    with exit_when_api_gone("http://x/api", "gone", answers=lambda _: False, end=ended.append):
         pass
     time.sleep(0.6)
     assert ended == []
