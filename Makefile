@@ -45,7 +45,7 @@ test: env
 # The slow cases (the operator's path through serve/deploy/worker, the browser, the hardened
 # server on PostgreSQL, worker loss, drift false alarms): CI runs them after `make test`.
 test-slow: env
-	$(VENV)/bin/python -m pytest -m slow
+	$(VENV)/bin/python -m pytest -m slow --durations=15
 
 # The CUDA emulation is C++ whatever the Python: its cases run once, in `test`.
 test-newest: env-newest

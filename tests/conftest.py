@@ -4,6 +4,7 @@ for the whole session, and a fresh TIDEWATER_HOME per test."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("gpu"):
                 item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """CI (.ci/run) gives the slow cases what is left of its time: past the epoch second in
+    TIDEWATER_SLOW_CASES_UNTIL no slow case starts; each is skipped saying so."""
+    until = os.environ.get("TIDEWATER_SLOW_CASES_UNTIL")
+    if until and item.get_closest_marker("slow") and time.time() > float(until):
+        pytest.skip("CI's time for slow cases is spent (.ci/run); `make test-slow` runs it")
 
 
 @pytest.fixture(scope="session")
