@@ -13,7 +13,8 @@ mutated body, which are kept undecorated. The decorators' own arguments (retries
 not mutated: they are evaluated once, at import. The patch fits mutmut 3.8 (pinned).
 
     python .ci/mutation.py            # run what is not yet run, then print the score
-    python .ci/mutation.py --score    # only print the score of the last run
+    python .ci/mutation.py --score    # only print the score of the last run (the mutants
+                                      # listed in mutation-equivalents.txt left out)
     python .ci/mutation.py --survivors  # the mutants no test killed, with their changes
 """
 
@@ -105,37 +106,56 @@ def run_fastest_tests_first() -> None:
     main.get_mutant_runner = get_mutant_runner
 
 
+EQUIVALENTS = Path(__file__).with_name("mutation-equivalents.txt")
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """The mutants listed as equivalent (`mutation-equivalents.txt`), with why."""
+    listed = {}
+    for line in EQUIVALENTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, why = line.split(maxsplit=1)
+            listed[name] = why
+    return listed
+
+
 def score() -> int:
-    """Print killed / total per mutated module from mutmut's results; 1 if none."""
+    """Print killed / (tested - equivalent) per mutated module from mutmut's results; 1 if
+    there are none."""
     from mutmut.configuration import config
 
-    rows = []
+    equivalent, stale, rows = equivalent_mutants(), [], []
     for path in sorted(config().only_mutate):
         meta = Path("mutants") / f"{path}.meta"
         if not meta.exists():
             continue
-        codes = json.loads(meta.read_text())["exit_code_by_key"].values()
-        status = Counter(
-            STATUS.get(code, "crashed" if code is not None and code < 0 else f"exit {code}")
-            for code in codes
-        )
+        status = Counter()
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            what = STATUS.get(code, "crashed" if code is not None and code < 0 else f"exit {code}")
+            if name in equivalent and what == "survived":
+                what = "equivalent"
+            elif name in equivalent and what in DETECTED:
+                stale.append(name)
+            status[what] += 1
         status.pop("skipped", None)
         rows.append((path, status))
     if not rows:
         print("no mutation results under mutants/: run `make mutation`")
         return 1
-    print(f"{'module':<22} {'killed':>7} {'tested':>6} {'score':>7}  of which")
+    print(f"{'module':<22} {'killed':>7} {'scored':>6} {'score':>7}  of which")
     total = Counter()
     for path, status in rows + [("all", None)]:
         if status is None:
             status = total
         else:
             total.update(status)
-        counted = sum(n for what, n in status.items() if what != "not run")  # an unfinished run
+        scored = sum(n for what, n in status.items() if what not in ("not run", "equivalent"))
         detected = sum(status[what] for what in DETECTED)
         parts = ", ".join(f"{n} {what}" for what, n in sorted(status.items()) if what != "killed")
-        share = f"{detected / counted:.1%}" if counted else "-"
-        print(f"{path:<22} {detected:>7} {counted:>6} {share:>7}  {parts or '-'}")
+        share = f"{detected / scored:.1%}" if scored else "-"
+        print(f"{path:<22} {detected:>7} {scored:>6} {share:>7}  {parts or '-'}")
+    for name in stale:
+        print(f"listed as equivalent but killed (remove it from {EQUIVALENTS.name}): {name}")
     return 0
 
 

@@ -17,6 +17,7 @@ from datasets.base import (
     LandingFormat,
     record_line,
     row_id,
+    row_ids,
 )
 
 ENTRY_POINT_GROUP = "tidewater.datasets"
@@ -71,4 +72,5 @@ __all__ = [
     "get_dataset",
     "record_line",
     "row_id",
+    "row_ids",
 ]

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 
 
 class DatasetModel(pa.DataFrameModel):
@@ -154,9 +156,35 @@ class Dataset:
 
 def row_id(dataset: str, ds: str, name: str, line: int | str | None) -> str:
     """The `_row_id` of the record at `line` of file `name` of partition `ds`: deterministic,
-    so an upstream (or a labels feed) can name a record without a key of its own."""
+    so an upstream (or a labels feed) can name a record without a key of its own. A key
+    that is not a line number (a reject of a whole file) is hashed with the file's name."""
+    if isinstance(line, int | np.integer):
+        return row_ids(dataset, ds, name, np.array([line], dtype=np.int64))[0].as_py()
     key = f"{dataset}\x1f{ds}\x1f{name}\x1f{line}".encode()
     return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def row_ids(dataset: str, ds: str, name: str, lines: np.ndarray) -> pyarrow.Array:
+    """`row_id` of each of `lines` of one file, vectorised: the file's hash mixed with each
+    line number by SplitMix64's finaliser (a bijection: no two lines of a file share an id),
+    as 16 hex digits."""
+    file_hash = hashlib.blake2b(f"{dataset}\x1f{ds}\x1f{name}".encode(), digest_size=8)
+    key = np.uint64(int.from_bytes(file_hash.digest(), "big"))
+    mixed = np.asarray(lines, dtype=np.int64).astype(np.uint64) ^ key
+    mixed += np.uint64(0x9E3779B97F4A7C15)
+    mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    mixed ^= mixed >> np.uint64(31)
+    octets = mixed.astype(">u8").view(np.uint8).reshape(-1, 8)
+    digits = np.empty((len(mixed), 16), dtype=np.uint8)
+    digits[:, 0::2] = HEX_DIGITS[octets >> 4]
+    digits[:, 1::2] = HEX_DIGITS[octets & 15]
+    offsets = np.arange(0, 16 * len(mixed) + 1, 16, dtype=np.int32)
+    buffers = [None, pyarrow.py_buffer(offsets), pyarrow.py_buffer(digits)]
+    return pyarrow.Array.from_buffers(pyarrow.string(), len(mixed), buffers)
 
 
 def record_line(kind: str, index: int, header: bool = True) -> int:

@@ -34,9 +34,9 @@ def validate(dataset: str, ds: str, max_quarantine_fraction: float | None = None
         migrated = migrate_tables(lake, spec, ["silver", "quarantine"])
         bronze = read_slice(lake, "bronze", dataset, ds)
         split = split_valid_rows(bronze, spec)
-        entry.rows_in = len(bronze)
-        entry.rows_out = len(split.silver)
-        entry.rows_diverted = len(split.quarantine)
+        entry.rows_in = bronze.num_rows
+        entry.rows_out = split.silver_rows.num_rows
+        entry.rows_diverted = split.quarantine_rows.num_rows
         entry.details = {"failed_checks": split.failed_checks()} | (
             {"columns_added": migrated} if migrated else {}
         )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from datasets import LandingFormat, row_id
+from datasets import LandingFormat, row_id, row_ids
 from tasks import step
 from tasks.lake import Lake
 from tasks.landing import FileContent
@@ -83,7 +82,8 @@ def build_partition(
     """Parse every file of partition `ds` as `landing` declares and stamp lineage on each
     row and reject; files of an undeclared kind are listed as unreadable, not read."""
     now = datetime.now(UTC)
-    bronze: dict[str, list] = {name: [] for name in bronze_schema(columns).names}
+    schema = bronze_schema(columns)
+    pieces: list[pa.Table] = []
     rejects: dict[str, list] = {name: [] for name in REJECTS_SCHEMA.names}
     files, unreadable = [], []
     for content in contents:
@@ -91,7 +91,7 @@ def build_partition(
         files.append(
             content.receipt()
             | {
-                "records": len(parsed.records),
+                "records": parsed.record_count,
                 "rejects": len(parsed.rejects),
                 "notes": parsed.notes,
             }
@@ -99,15 +99,8 @@ def build_partition(
         )
         if parsed.unreadable:
             unreadable.append(parsed.unreadable)
-        for record in parsed.records:
-            for name in columns:
-                bronze[name].append(record.values.get(name))
-            bronze["_row_id"].append(row_id(dataset, ds, content.file.name, record.line))
-            bronze["_source"].append(content.file.uri)
-            bronze["_line"].append(record.line)
-            bronze["_issues"].append("; ".join(record.issues) or None)
-            extra = json.dumps(record.extra, sort_keys=True) if record.extra else None
-            bronze["_extra"].append(extra)
+        if parsed.record_count:
+            pieces.append(_with_lineage(parsed.table, dataset, ds, content))
         for index, reject in enumerate(parsed.rejects):
             key = reject.line if reject.line is not None else f"file-{index}"
             rejects["_row_id"].append(row_id(dataset, ds, content.file.name, key))
@@ -115,16 +108,32 @@ def build_partition(
             rejects["_line"].append(reject.line)
             rejects["raw_text"].append(reject.raw_text)
             rejects["error"].append(reject.error)
-    for table in (bronze, rejects):
-        count = len(table["_row_id"])
-        table["_ingested_at"] = [now] * count
-        table["_run_id"] = [run_id] * count
-        table["ds"] = [ds] * count
+    count = len(rejects["_row_id"])
+    rejects |= {"_ingested_at": [now] * count, "_run_id": [run_id] * count, "ds": [ds] * count}
+    bronze = pa.concat_tables(pieces) if pieces else schema.empty_table()
+    count = bronze.num_rows
+    bronze = pa.table(
+        {name: bronze.column(name) for name in schema.names if name in bronze.column_names}
+        | {
+            "_ingested_at": pa.repeat(pa.scalar(now, TIMESTAMP), count),
+            "_run_id": pa.repeat(pa.scalar(run_id), count),
+            "ds": pa.repeat(pa.scalar(ds), count),
+        }
+    ).select(schema.names)
     return PartitionBatch(
-        bronze=pa.Table.from_pydict(bronze, schema=bronze_schema(columns)),
+        bronze=bronze.cast(schema),
         rejects=pa.Table.from_pydict(rejects, schema=REJECTS_SCHEMA),
         files=files,
         unreadable=unreadable,
+    )
+
+
+def _with_lineage(records: pa.Table, dataset: str, ds: str, content: FileContent) -> pa.Table:
+    """A file's records with the `_row_id` and `_source` of each."""
+    lines = records.column("_line").to_numpy()
+    ids = row_ids(dataset, ds, content.file.name, lines)
+    return records.append_column("_row_id", ids).append_column(
+        "_source", pa.repeat(pa.scalar(content.file.uri), records.num_rows)
     )
 
 

@@ -22,10 +22,11 @@ import pyarrow.compute as pc
 from datasets import Dataset
 from tasks import step
 from tasks.bronze import TIMESTAMP
+from tasks.casting import cast_series
 from tasks.lake import Lake
 from tasks.landing import FileContent
 from tasks.parsing import parse_file
-from tasks.validation import cast_text, column_kind
+from tasks.validation import column_kind
 
 
 def labels_feed(dataset: str) -> str:
@@ -82,7 +83,7 @@ def build_labels(
     for content in contents:
         parsed = parse_file(content.file.name, content.data, landed, dataset.labels_landing)
         files.append(
-            content.receipt() | {"records": len(parsed.records), "rejects": len(parsed.rejects)}
+            content.receipt() | {"records": parsed.record_count, "rejects": len(parsed.rejects)}
         )
         if parsed.unreadable:
             unreadable.append(parsed.unreadable)
@@ -111,10 +112,10 @@ def _label_issues(frame: pd.DataFrame, dataset: Dataset) -> pd.Series:
     issues = [list(found) if isinstance(found, list) else [] for found in frame["_issues"]]
     parsed = frame["_raw"].isna().to_numpy()
     for name in [*dataset.label_key, target]:
-        missing = cast_text(frame[name], "string", tokens).isna().to_numpy() & parsed
+        missing = cast_series(frame[name], "string", tokens).isna().to_numpy() & parsed
         for row in np.flatnonzero(missing):
             issues[row].append(f"{name}: missing")
-    given = cast_text(frame[target], "string", tokens).notna().to_numpy()
+    given = cast_series(frame[target], "string", tokens).notna().to_numpy()
     typed = _typed_labels(frame[target], dataset)
     kind = column_kind(dataset, target)
     for row in np.flatnonzero(given & typed.isna().to_numpy()):
@@ -131,7 +132,7 @@ def _label_issues(frame: pd.DataFrame, dataset: Dataset) -> pd.Series:
 
 def _typed_labels(text: pd.Series, dataset: Dataset) -> pd.Series:
     target = dataset.roles.target
-    return cast_text(text, column_kind(dataset, target), dataset.labels_landing.null_tokens)
+    return cast_series(text, column_kind(dataset, target), dataset.labels_landing.null_tokens)
 
 
 @step(retries=2)
@@ -156,7 +157,7 @@ def known_labels(lake: Lake, dataset: Dataset) -> tuple[pd.DataFrame, int | None
     labels = pd.DataFrame({target: _typed_labels(frame[target], dataset).to_numpy()})
     for name in key:
         kind = "string" if name == "_row_id" else column_kind(dataset, name)
-        labels[name] = cast_text(frame[name], kind).to_numpy()
+        labels[name] = cast_series(frame[name], kind).to_numpy()
     return labels[[*key, target]].reset_index(drop=True), version
 
 
@@ -184,7 +185,10 @@ def labelled_days(lake: Lake, dataset: Dataset, batch: LabelsBatch) -> list[str]
     if usable.num_rows == 0 or silver.num_rows == 0:
         return []
     labelled = pa.table(
-        {name: cast_text(usable.column(name).to_pandas(), _key_kind(dataset, name)) for name in key}
+        {
+            name: cast_series(usable.column(name).to_pandas(), _key_kind(dataset, name))
+            for name in key
+        }
     )
     silver_keys = silver.select(key).cast(labelled.schema, safe=False)
     matched = silver.filter(_rows_in(silver_keys, labelled))

@@ -1,8 +1,10 @@
 """Parsing landed bytes into records of strings, keeping every line it cannot parse.
 
-Each format yields `ParsedFile`: records (one dict of column → string per row, with the
-physical line or row number it came from) and rejects (the raw text of each line that
-could not be read as a row, and why). Typing is validation's job, not parsing's.
+Each format yields `ParsedFile`: its records as an Arrow table (one string column per
+dataset column, the physical line or row number each came from, its issues and unexpected
+fields) and rejects (the raw text of each line that could not be read as a row, and why).
+Delimited text is read by Arrow (`tasks.arrow_csv`); the lines Arrow rejects, and files it
+cannot read as declared, are read line by line here. Typing is validation's job.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datasets import LandingFormat
+from tasks.arrow_csv import NOT_BLANK, NotArrowReadable, read_delimited
 
 
 @dataclass
@@ -35,12 +40,57 @@ class Reject:
     error: str
 
 
+RECORD_FIELDS = [("_line", pa.int64()), ("_issues", pa.string()), ("_extra", pa.string())]
+"""What a parsed record carries besides its values: where it starts, the issues of its
+reading ("; "-joined) and the fields the dataset does not know (a JSON object)."""
+
+
+def records_schema(columns: Sequence[str]) -> pa.Schema:
+    return pa.schema([(name, pa.string()) for name in columns] + RECORD_FIELDS)
+
+
 @dataclass
 class ParsedFile:
-    records: list[Record] = field(default_factory=list)
+    table: pa.Table | None = None  # the records (records_schema); None: no record
     rejects: list[Reject] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unreadable: str | None = None  # why the whole file was not read (no record counted)
+
+    @property
+    def record_count(self) -> int:
+        return self.table.num_rows if self.table is not None else 0
+
+    @property
+    def records(self) -> list[Record]:
+        """The records one by one (for small files: labels, fixes)."""
+        if self.table is None:
+            return []
+        columns = self.table.column_names[: -len(RECORD_FIELDS)]
+        return [
+            Record(
+                line=row["_line"],
+                values={name: row[name] for name in columns},
+                issues=row["_issues"].split("; ") if row["_issues"] else [],
+                extra=json.loads(row["_extra"]) if row["_extra"] else {},
+            )
+            for row in self.table.to_pylist()
+        ]
+
+
+def records_table(records: Sequence[Record], columns: Sequence[str]) -> pa.Table:
+    """Records read one by one, as a table of `records_schema(columns)`."""
+    return pa.Table.from_pydict(
+        {name: [record.values.get(name) for record in records] for name in columns}
+        | {
+            "_line": [record.line for record in records],
+            "_issues": ["; ".join(record.issues) or None for record in records],
+            "_extra": [
+                json.dumps(record.extra, sort_keys=True) if record.extra else None
+                for record in records
+            ],
+        },
+        schema=records_schema(columns),
+    )
 
 
 def parse_file(
@@ -79,7 +129,7 @@ def parse_file(
             if tail.strip():
                 line = data.count(b"\n") + 1
                 cut_short.append(Reject(line, _raw_text(tail), "incomplete last line"))
-    if not data.strip():
+    if not NOT_BLANK.search(data):
         parsed = ParsedFile(notes=["empty file"])
     elif fmt in ("csv", "tsv"):
         parsed = parse_csv(data, columns, landing, delimiter="\t" if fmt == "tsv" else None)
@@ -91,10 +141,25 @@ def parse_file(
         return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
     parsed.notes = notes + parsed.notes
     parsed.rejects.extend(cut_short)
-    absent_allowed = set(missing_column_issues(optional))
-    for record in parsed.records:
-        record.issues = [issue for issue in record.issues if issue not in absent_allowed]
+    if parsed.table is not None and optional:
+        parsed.table = _without_issues(parsed.table, missing_column_issues(optional))
     return parsed
+
+
+def _without_issues(table: pa.Table, allowed: Sequence[str]) -> pa.Table:
+    """`table` with the issues in `allowed` dropped from each record's `_issues`."""
+    issues = table.column("_issues")
+    kept = {}
+    for text in pc.unique(issues).to_pylist():
+        if text is not None:
+            left = [issue for issue in text.split("; ") if issue not in allowed]
+            kept[text] = "; ".join(left) or None
+    if all(text == left for text, left in kept.items()):
+        return table
+    texts = pa.array(list(kept), pa.string())
+    lefts = pa.array(list(kept.values()), pa.string())
+    index = table.schema.get_field_index("_issues")
+    return table.set_column(index, "_issues", pc.take(lefts, pc.index_in(issues, texts)))
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -163,26 +228,147 @@ def parse_csv(
     landing: LandingFormat | None = None,
     delimiter: str | None = None,
 ) -> ParsedFile:
-    """Delimited text, one record per line (no quoted newlines), with a header row or, as
-    declared, without one (every line is then a record, named by `file_columns`)."""
+    """Delimited text with a header row or, as declared, without one (every line is then a
+    record, named by `file_columns`). Quoted fields may hold delimiters and line breaks.
+    Arrow reads the file; the records it rejects are read again line by line, and a file it
+    cannot read as declared (bytes not valid in its encoding, an unusable header) is read
+    line by line whole, so every line that is not a record is a reject with its reason."""
     landing = landing or LandingFormat()
     delimiter = delimiter or landing.delimiter
+    try:
+        return _parse_csv_with_arrow(data, columns, landing, delimiter)
+    except NotArrowReadable:
+        return _parse_csv_lines(data, columns, landing, delimiter)
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _parse_csv_with_arrow(
+    data: bytes, columns: Sequence[str], landing: LandingFormat, delimiter: str
+) -> ParsedFile:
+    start = len(BOM) if data.startswith(BOM) else 0
+    first_line = 1
+    if landing.header:
+        header = _header_line(data, start, landing.encoding)
+        if header is None:
+            return ParsedFile()
+        line, text, start = header
+        try:
+            fields = _split_csv_line(text, delimiter, landing.quotechar)
+        except csv.Error as error:
+            raise NotArrowReadable(f"header: {error}") from error
+        names, first_line = _named([name.strip() for name in fields], landing), line + 1
+    else:
+        names = _named(landing.file_columns or columns, landing)
+    if _header_problem(names):
+        raise NotArrowReadable(f"header: {_header_problem(names)}")
     parsed = ParsedFile()
-    header: list[str] | None = None
-    if not landing.header:
+    missing = _missing_columns(names, columns, parsed)
+    read = read_delimited(
+        data, start, names, first_line, delimiter, landing.quotechar, landing.encoding
+    )
+    table = _as_records(read.rows, read.lines, columns, missing)
+    again = [reject for reject in read.rejects if "\n" in reject.text or "\r" in reject.text]
+    for reject in read.rejects:
+        if reject not in again:
+            error = f"expected {reject.expected} fields, found {reject.found}"
+            parsed.rejects.append(Reject(reject.line, reject.text, error))
+    if again:
+        # a record Arrow read over several lines and rejected (an unbalanced quote runs to
+        # the end of the file): each of its lines is a record or a reject of its own
+        records: list[Record] = []
+        for reject in again:
+            lines = enumerate(reject.text.splitlines(), start=reject.line)
+            _csv_records(lines, names, missing, delimiter, landing, columns, records, parsed)
+        table = pa.concat_tables([table, records_table(records, columns)])
+    parsed.table = table
+    return parsed
+
+
+LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _header_line(data: bytes, start: int, encoding: str) -> tuple[int, str, int] | None:
+    """The first non-blank line from byte `start`: (line number, text, where the next line
+    starts); None when there is none."""
+    number, position = 1, start
+    while position < len(data):
+        end = LINE_END.search(data, position)
+        stop, after = (end.start(), end.end()) if end else (len(data), len(data))
+        try:
+            text = data[position:stop].decode(encoding)
+        except UnicodeDecodeError as error:
+            raise NotArrowReadable(f"header: {error}") from error
+        if text.strip():
+            return number, text, after
+        number, position = number + 1, after
+    return None
+
+
+def _as_records(
+    rows: pa.Table, lines: pa.Array, columns: Sequence[str], missing: Sequence[str]
+) -> pa.Table:
+    """Rows of text (one column per file column) starting at `lines`, as a records table."""
+    count, names = len(lines), rows.column_names
+    issues = "; ".join(missing_column_issues(missing)) or None
+    extra_names = [name for name in names if name not in columns]
+    extra = None
+    if extra_names:
+        values = zip(*(rows.column(name).to_pylist() for name in extra_names), strict=True)
+        extra = [json.dumps(dict(sorted(zip(extra_names, row, strict=True)))) for row in values]
+    return pa.table(
+        [rows.column(name) if name in names else pa.nulls(count, pa.string()) for name in columns]
+        + [
+            lines,
+            pa.array([issues] * count, pa.string()),
+            pa.array(extra if extra is not None else [None] * count, pa.string()),
+        ],
+        schema=records_schema(columns),
+    )
+
+
+def _parse_csv_lines(
+    data: bytes, columns: Sequence[str], landing: LandingFormat, delimiter: str
+) -> ParsedFile:
+    """Delimited text read line by line: one record per line (no quoted line breaks)."""
+    parsed = ParsedFile()
+    records: list[Record] = []
+    lines = _text_lines(data, parsed, landing.encoding)
+    if landing.header:
+        header = None
+        for number, text in lines:
+            try:
+                header = _named(
+                    [name.strip() for name in _split_csv_line(text, delimiter, landing.quotechar)],
+                    landing,
+                )
+            except csv.Error as error:
+                parsed.rejects.append(Reject(number, text, f"malformed CSV line: {error}"))
+                continue
+            break
+        if header is None:
+            parsed.table = records_table(records, columns)
+            return parsed
+    else:
         header = _named(landing.file_columns or columns, landing)
-    missing: list[str] = _missing_columns(header, columns, parsed) if header else []
-    header_problem = _header_problem(header) if header else None
-    for number, text in _text_lines(data, parsed, landing.encoding):
+    missing = _missing_columns(header, columns, parsed)
+    _csv_records(lines, header, missing, delimiter, landing, columns, records, parsed)
+    parsed.table = records_table(records, columns)
+    return parsed
+
+
+def _csv_records(lines, header, missing, delimiter, landing, columns, records, parsed) -> None:
+    """Each (number, text) line as a record of `header`'s fields into `records`, or a
+    reject into `parsed`."""
+    header_problem = _header_problem(header)
+    for number, text in lines:
+        if not text.strip():
+            continue
         try:
             fields = _split_csv_line(text, delimiter, landing.quotechar)
         except csv.Error as error:
             parsed.rejects.append(Reject(number, text, f"malformed CSV line: {error}"))
-            continue
-        if header is None:
-            header = _named([name.strip() for name in fields], landing)
-            header_problem = _header_problem(header)
-            missing = _missing_columns(header, columns, parsed)
             continue
         if header_problem:
             parsed.rejects.append(Reject(number, text, f"unusable header: {header_problem}"))
@@ -191,10 +377,9 @@ def parse_csv(
                 Reject(number, text, f"expected {len(header)} fields, found {len(fields)}")
             )
         else:
-            parsed.records.append(
+            records.append(
                 _record(number, dict(zip(header, fields, strict=True)), columns, missing)
             )
-    return parsed
 
 
 def _named(names: Sequence[str], landing: LandingFormat) -> list[str]:
@@ -246,7 +431,7 @@ def parse_jsonl(
 ) -> ParsedFile:
     """One JSON object per line; absent keys are missing columns of that record."""
     landing = landing or LandingFormat()
-    parsed = ParsedFile()
+    parsed, records = ParsedFile(), []
     for number, text in _text_lines(data, parsed, landing.encoding):
         try:
             obj = json.loads(text)
@@ -258,7 +443,8 @@ def parse_jsonl(
             continue
         row = {landing.aliases.get(str(k), str(k)): _as_text(v) for k, v in obj.items()}
         missing = [name for name in columns if name not in row]
-        parsed.records.append(_record(number, row, columns, missing))
+        records.append(_record(number, row, columns, missing))
+    parsed.table = records_table(records, columns)
     return parsed
 
 
@@ -271,18 +457,17 @@ def parse_parquet(
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as error:
         return ParsedFile(rejects=[Reject(None, None, f"unreadable Parquet file: {error}")])
-    texts = {}
+    texts: dict[str, pa.ChunkedArray] = {}
     for name in table.column_names:
         column = table.column(name)
         try:
-            texts[aliases.get(name, name)] = column.cast(pa.string()).to_pylist()
+            text = column.cast(pa.string())
         except (pa.ArrowException, NotImplementedError):
-            texts[aliases.get(name, name)] = [_as_text(value) for value in column.to_pylist()]
+            text = pa.chunked_array([pa.array(map(_as_text, column.to_pylist()), pa.string())])
+        texts[aliases.get(name, name)] = text
     missing = [name for name in columns if name not in texts]
     parsed = ParsedFile(notes=[f"missing columns {missing}"] if missing else [])
-    names = list(texts)
-    for index, values in enumerate(zip(*texts.values(), strict=True) if names else []):
-        parsed.records.append(
-            _record(index + 1, dict(zip(names, values, strict=True)), columns, missing)
-        )
+    rows = pa.table(texts) if texts else pa.table({})
+    lines = pa.array(range(1, table.num_rows + 1), pa.int64())
+    parsed.table = _as_records(rows, lines, columns, missing)
     return parsed

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pandera
 import pyarrow as pa
+import pyarrow.compute as pc
+from pandera.backends.pandas.checks import PandasCheckBackend
 
 from datasets import Dataset
 from tasks import step
 from tasks.bronze import LINEAGE_FIELDS
+from tasks.casting import ARROW_TYPES, PANDAS_TYPES, cast_text, kind_of
+from tasks.checks import check_label, column_failures
 from tasks.lake import Lake
 
 LINEAGE = ["_row_id", "_source", "_line", "_ingested_at", "ds"]
@@ -24,152 +28,154 @@ class QuarantineLimitExceeded(RuntimeError):
 
 @dataclass(frozen=True)
 class ValidationSplit:
-    silver: pd.DataFrame
-    quarantine: pd.DataFrame
+    """The day's rows split: typed valid rows with lineage (`silver_rows`), and the rows as
+    landed with every check they failed (`quarantine_rows`); pandas views of each."""
+
+    silver_rows: pa.Table
+    quarantine_rows: pa.Table
+
+    @cached_property
+    def silver(self) -> pd.DataFrame:
+        return self.silver_rows.to_pandas(types_mapper=PANDAS_TYPES.get)
+
+    @cached_property
+    def quarantine(self) -> pd.DataFrame:
+        frame = self.quarantine_rows.to_pandas()
+        frame["_failed_checks"] = frame["_failed_checks"].map(list)
+        return frame
 
     @property
     def quarantine_fraction(self) -> float:
-        total = len(self.silver) + len(self.quarantine)
-        return len(self.quarantine) / total if total else 0.0
+        total = self.silver_rows.num_rows + self.quarantine_rows.num_rows
+        return self.quarantine_rows.num_rows / total if total else 0.0
 
     def failed_checks(self) -> dict[str, int]:
         """How many quarantined rows failed each check."""
-        counts: dict[str, int] = {}
-        for checks in self.quarantine["_failed_checks"]:
-            for check in checks:
-                counts[check] = counts.get(check, 0) + 1
+        checks = pc.list_flatten(self.quarantine_rows.column("_failed_checks"))
+        counts = {row["values"]: row["counts"] for row in pc.value_counts(checks).to_pylist()}
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
-def _kind(dtype: object) -> str:
-    name = str(dtype).lower()
-    if "int" in name:
-        return "integer"
-    if "float" in name:
-        return "float"
-    if "bool" in name:
-        return "boolean"
-    return "string"
 
 
 def column_kind(dataset: Dataset, name: str) -> str:
     """The kind (`integer`, `float`, `boolean`, `string`) the schema gives column `name`."""
-    return _kind(dataset.schema.to_schema().columns[name].dtype)
+    return kind_of(dataset.schema.to_schema().columns[name].dtype)
 
 
-def cast_text(text: pd.Series, kind: str, null_tokens: Sequence[str] = ("",)) -> pd.Series:
-    """Landed text as `kind`: stripped, null tokens null, a value that does not cast null."""
-    text = text.astype("string").str.strip()
-    text = text.mask(text.isin(list(null_tokens)))
-    if kind == "string":
-        return text
-    if kind == "boolean":
-        values = text.str.lower().map({"true": True, "false": False, "1": True, "0": False})
-        return values.astype("boolean")
-    if kind == "integer":
-        return _as_int64(text)
-    return pd.to_numeric(text, errors="coerce").astype("Float64")
-
-
-INT64_RANGE = (-(2**63), 2**63 - 1)
-_WHOLE = r"[+-]?\d+(?:\.0*)?"  # digits, maybe with a zero fraction ("39.0")
-_FLOAT_EXACT = 2**53  # beyond it a float no longer holds every integer
-
-
-def _whole_digits(text: pd.Series) -> tuple[np.ndarray, pd.Series]:
-    """Which texts are whole numbers written in digits, and those digits (sign kept, a
-    zero fraction dropped)."""
-    whole = text.str.fullmatch(_WHOLE).fillna(False).to_numpy(dtype=bool)
-    return whole, text[whole].str.replace(r"\.0*$", "", regex=True)
-
-
-def _as_int64(text: pd.Series) -> pd.Series:
-    """Integer text as Int64, exactly: digits are converted without a float in between;
-    other numerals ("1e3") only where a float holds them exactly. Fractions and values
-    beyond 64 bits are null (see `beyond_int64`)."""
-    out = pd.Series(pd.NA, index=text.index, dtype="Int64")
-    whole, digits = _whole_digits(text)
-    short = (digits.str.lstrip("+-").str.len() <= 18).to_numpy(dtype=bool)  # fit in 64 bits
-    out[digits.index[short]] = pd.to_numeric(digits[short]).astype("Int64")
-    for index, value in digits[~short].map(int).items():
-        if INT64_RANGE[0] <= value <= INT64_RANGE[1]:
-            out[index] = value
-    numbers = pd.to_numeric(text[~whole], errors="coerce")
-    exact = numbers.notna() & (numbers.abs() <= _FLOAT_EXACT) & (numbers == np.round(numbers))
-    out[numbers.index[exact.to_numpy(dtype=bool)]] = numbers[exact].astype("Int64")
-    return out
-
-
-def beyond_int64(text: pd.Series) -> pd.Series:
-    """Whether each text is a whole number outside the 64-bit integer range."""
-    text = text.astype("string").str.strip()
-    whole, digits = _whole_digits(text)
-    beyond = pd.Series(False, index=text.index)
-    long = digits[(digits.str.lstrip("+-").str.len() > 18).to_numpy(dtype=bool)]
-    beyond[long.index] = long.map(lambda v: not INT64_RANGE[0] <= int(v) <= INT64_RANGE[1])
-    numbers = pd.to_numeric(text[~whole], errors="coerce")
-    beyond[numbers.index] = (numbers.abs() >= 2.0**63).fillna(False).to_numpy(dtype=bool)
-    return beyond.astype(bool)
-
-
-def type_columns(bronze: pd.DataFrame, dataset: Dataset) -> tuple[pd.DataFrame, pd.Series]:
-    """Bronze text columns typed as the schema says, and per row the casts that failed.
-
-    Values are stripped; the dataset's missing tokens become null.
-    """
-    null_tokens = dataset.landing.null_tokens
-    typed = {}
-    failures = pd.Series([[] for _ in range(len(bronze))], index=bronze.index, dtype=object)
+def typed_rows(bronze: pa.Table, dataset: Dataset) -> tuple[pa.Table, list[tuple[str, np.ndarray]]]:
+    """The dataset's columns of `bronze` typed as its schema says, and the casts that
+    failed: (label, per-row failed) for each column where some value did not cast."""
+    columns, null_tokens = dataset.schema.to_schema().columns, dataset.landing.null_tokens
+    typed, failures = {}, []
     for name in dataset.columns:
-        kind = column_kind(dataset, name)
-        values = cast_text(bronze[name], kind, null_tokens)
-        if kind != "string":
-            given = cast_text(bronze[name], "string", null_tokens)
-            bad = (given.notna() & values.isna()).to_numpy(dtype=bool)
-            beyond = (kind == "integer") & beyond_int64(given).to_numpy(dtype=bool)
-            for index in bronze.index[bad & ~beyond]:
-                failures.at[index] = failures.at[index] + [f"{name}: not a valid {kind}"]
-            for index in bronze.index[bad & beyond]:
-                failures.at[index] = failures.at[index] + [f"{name}: beyond the 64-bit integers"]
-        typed[name] = values
-    return pd.DataFrame(typed, index=bronze.index), failures
+        kind = kind_of(columns[name].dtype)
+        cast = cast_text(bronze.column(name), kind, null_tokens)
+        typed[name] = cast.values
+        if cast.invalid.any():
+            failures.append((f"{name}: not a valid {kind}", cast.invalid & ~cast.beyond))
+            failures.append((f"{name}: beyond the 64-bit integers", cast.invalid & cast.beyond))
+    return pa.table(typed), failures
 
 
 @step
-def split_valid_rows(bronze: pd.DataFrame, dataset: Dataset) -> ValidationSplit:
+def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> ValidationSplit:
     """Valid rows (typed) and failing rows (as landed, with every check they failed)."""
-    bronze = bronze.set_index("_row_id", drop=False)
-    typed, failures = type_columns(bronze, dataset)
-    issues = bronze["_issues"].dropna() if "_issues" in bronze else pd.Series(dtype=object)
-    for index, text in issues.items():
-        failures.at[index] = failures.at[index] + [f"file: {part}" for part in text.split("; ")]
-    try:
-        dataset.schema.validate(typed, lazy=True)
-    except pandera.errors.SchemaErrors as errors:
-        cases = errors.failure_cases
-        unplaced = cases[cases["index"].isna()]
-        if not unplaced.empty:
-            summary = "; ".join(f"{c.column}: {c.check}" for c in unplaced.itertuples())
-            raise ValueError(f"{dataset.name} schema failed as a whole: {summary}") from errors
-        for case in cases.itertuples():
-            # a row-wide (DataFrameSchema) check is reported for every column: name it once
-            where = "row" if case.schema_context == "DataFrameSchema" else case.column
-            failures.at[case.index] = failures.at[case.index] + [f"{where}: {case.check}"]
-    failed = failures.map(bool).to_numpy(dtype=bool)
-    silver = typed[~failed].copy()
+    if isinstance(bronze, pd.DataFrame):
+        bronze = pa.Table.from_pandas(bronze, preserve_index=False)
+    typed, failures = typed_rows(bronze, dataset)
+    schema = dataset.schema.to_schema()
+    as_pandas = _PandasView(typed)
+    for name in dataset.columns:
+        failures.extend(
+            column_failures(name, typed.column(name), schema.columns[name], as_pandas.column(name))
+        )
+    failures.extend(_file_issues(bronze))
+    failures.extend(_row_check_failures(schema, typed, as_pandas, dataset.name))
+    failed = np.zeros(bronze.num_rows, dtype=bool)
+    for _, rows in failures:
+        failed |= rows
+    passed = pa.array(~failed)
+    silver = typed.filter(passed)
     for name in LINEAGE:
-        silver[name] = bronze.loc[~failed, name]
-    quarantine = bronze[failed].copy()
-    quarantine["_failed_checks"] = failures[failed].map(lambda checks: sorted(set(checks)))
-    return ValidationSplit(
-        silver=silver.reset_index(drop=True), quarantine=quarantine.reset_index(drop=True)
+        silver = silver.append_column(name, bronze.column(name).filter(passed))
+    quarantine = bronze.filter(pa.array(failed))
+    quarantine = quarantine.append_column(
+        pa.field("_failed_checks", pa.list_(pa.string())),
+        pa.array(_checks_per_row(failures, np.flatnonzero(failed)), pa.list_(pa.string())),
     )
+    return ValidationSplit(silver, quarantine)
+
+
+class _PandasView:
+    """The typed columns as pandas, converted once and only when a check needs them."""
+
+    def __init__(self, typed: pa.Table):
+        self.typed = typed
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        return self.typed.to_pandas(types_mapper=PANDAS_TYPES.get)
+
+    def column(self, name: str):
+        return lambda: self.frame[name]
+
+
+def _file_issues(bronze: pa.Table) -> list[tuple[str, np.ndarray]]:
+    """What parsing found wrong with each row's file (`_issues`), one failure per issue."""
+    if (
+        "_issues" not in bronze.column_names
+        or bronze.column("_issues").null_count == bronze.num_rows
+    ):
+        return []
+    issues = bronze.column("_issues")
+    failures = []
+    for text in pc.unique(issues).drop_null().to_pylist():
+        rows = pc.fill_null(pc.equal(issues, text), False).to_numpy(zero_copy_only=False)
+        failures.extend((f"file: {part}", rows) for part in text.split("; "))
+    return failures
+
+
+def _row_check_failures(
+    schema: pandera.DataFrameSchema, typed: pa.Table, as_pandas: _PandasView, dataset: str
+) -> list[tuple[str, np.ndarray]]:
+    """Failures of the row-wide (DataFrameSchema) checks, each named once per row, not once
+    per column. pandera's backend runs each check's function on the typed rows; what it
+    makes of the output is done here, as pandera does it (a row of nulls only passes)."""
+    failures = []
+    all_null = np.ones(typed.num_rows, dtype=bool)
+    for column in typed.columns:
+        all_null &= pc.is_null(column).to_numpy(zero_copy_only=False)
+    for check in schema.checks:
+        backend = PandasCheckBackend(check)
+        frame = as_pandas.frame
+        output = backend.apply(backend.preprocess(frame, None))
+        if isinstance(output, pd.DataFrame):
+            passes = (output.fillna(False) | frame.isna()).all(axis="columns").to_numpy(bool)
+        elif isinstance(output, pd.Series):
+            passes = output.fillna(False).to_numpy(dtype=bool)
+            passes = passes | all_null if check.ignore_na else passes
+        elif not bool(output):
+            raise ValueError(f"{dataset} schema failed as a whole: row: {check_label(check)}")
+        else:
+            continue
+        if not passes.all():
+            failures.append((f"row: {check_label(check)}", ~passes))
+    return failures
+
+
+def _checks_per_row(failures: list[tuple[str, np.ndarray]], failing: np.ndarray) -> list[list]:
+    """For each failing row (in order), the sorted labels of the checks it failed."""
+    position = {row: index for index, row in enumerate(failing.tolist())}
+    labels: list[set] = [set() for _ in failing]
+    for label, rows in failures:
+        for row in np.flatnonzero(rows).tolist():
+            labels[position[row]].add(label)
+    return [sorted(names) for names in labels]
 
 
 def quarantine_samples(split: ValidationSplit, n: int = 5) -> list[dict]:
     """The first `n` quarantined rows: where they came from, what failed, the values named."""
     samples = []
-    for row in split.quarantine.head(n).to_dict("records"):
+    for row in split.quarantine_rows.slice(0, n).to_pylist():
         named = {check.split(":", 1)[0] for check in row["_failed_checks"]}
         values = {name: row[name] for name in sorted(named) if name in row}
         samples.append(
@@ -195,16 +201,10 @@ def check_quarantine_limit(split: ValidationSplit, dataset: str, ds: str, limit:
         )
 
 
-_ARROW_TYPES = {"integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_()}
-
-
 def silver_schema(dataset: Dataset) -> pa.Schema:
     """Typed dataset columns, then lineage."""
     columns = dataset.schema.to_schema().columns
-    typed = [
-        (name, _ARROW_TYPES.get(_kind(columns[name].dtype), pa.string()))
-        for name in dataset.columns
-    ]
+    typed = [(name, ARROW_TYPES[kind_of(columns[name].dtype)]) for name in dataset.columns]
     return pa.schema(typed + LINEAGE_FIELDS + [("ds", pa.string())])
 
 
@@ -217,13 +217,18 @@ def write_validated(
     lake: Lake, dataset: Dataset, ds: str, split: ValidationSplit, bronze: pa.Schema, run_id: str
 ) -> dict:
     """Replace the day's quarantine, then its silver rows; returns the Delta versions written."""
-    silver = split.silver.assign(_run_id=run_id)
-    quarantine = split.quarantine.assign(_run_id=run_id)
-    where = {"ds": ds}
-    silver_table = pa.Table.from_pandas(silver, schema=silver_schema(dataset), preserve_index=False)
-    quarantine_table = pa.Table.from_pandas(
-        quarantine, schema=quarantine_schema(bronze), preserve_index=False
+    stamp = pa.repeat(pa.scalar(run_id), split.silver_rows.num_rows)
+    silver = split.silver_rows.append_column("_run_id", stamp)
+    quarantine = split.quarantine_rows
+    if "_run_id" in quarantine.column_names:
+        quarantine = quarantine.drop_columns(["_run_id"])
+    quarantine = quarantine.append_column(
+        "_run_id", pa.repeat(pa.scalar(run_id), quarantine.num_rows)
     )
+    silver_table = silver.select(silver_schema(dataset).names).cast(silver_schema(dataset))
+    schema = quarantine_schema(bronze)
+    quarantine_table = quarantine.select(schema.names).cast(schema)
+    where = {"ds": ds}
     return {
         "quarantine": lake.replace_slice(
             "quarantine", dataset.name, quarantine_table, where, run_id=run_id

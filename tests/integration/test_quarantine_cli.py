@@ -71,10 +71,7 @@ def test_replayed_rows_reach_silver_and_predictions_once_and_the_day_stays_ok(
     again = cli("quarantine", "replay", "adult", "--ds", DS, "--fixes", str(fixes))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to replay: 2 already in silver" in again.stdout
-    assert (
-        len(read_ledger(lake, "adult", DS).query("stage == 'pipeline'"))
-        == 2
-    ), "no rescoring"
+    assert len(read_ledger(lake, "adult", DS).query("stage == 'pipeline'")) == 2, "no rescoring"
 
     status = cli("status", "adult", "--start", DS, "--end", DS)
     assert status.returncode == 0, status.stdout + status.stderr

@@ -40,6 +40,7 @@ def replace(lake: Lake, table: str, rows: pa.Table) -> None:
 
 def test_a_balanced_day_is_counted_and_passes(lake):
     account = count_rows.fn(lake, "adult", DS, 4, "v1")
+    assert (account.dataset, account.ds, account.model_version) == ("adult", DS, "v1")
     assert (account.bronze, account.rejects, account.silver, account.quarantine) == (3, 1, 2, 1)
     assert account.predictions == 2
     check_accounting.fn(account)
@@ -55,6 +56,18 @@ def test_a_row_in_silver_and_quarantine_fails_even_when_the_counts_add_up(lake):
     replace(lake, "quarantine", ids("b"))  # c is nowhere, b twice: 2 + 1 is still 3
     with pytest.raises(AccountingError, match="1 rows in both, 1 bronze rows in neither"):
         count_rows.fn(lake, "adult", DS, 4, "v1")
+
+
+def test_a_row_in_silver_and_quarantine_fails_even_when_together_they_are_bronze(lake):
+    replace(lake, "quarantine", ids("b", "c"))  # bronze a, b, c = silver a, b | quarantine b, c
+    with pytest.raises(AccountingError, match="1 rows in both, 0 bronze rows in neither"):
+        count_rows.fn(lake, "adult", DS, 4, "v1")
+
+
+def test_only_the_champions_predictions_are_counted(lake):
+    both = ids("a", "b", "a", "b", model_version=["v1", "v1", "v2", "v2"])
+    lake.replace_slice("predictions", "adult", both, {"ds": DS}, run_id="t")
+    assert count_rows.fn(lake, "adult", DS, 4, "v1").predictions == 2
 
 
 def test_predictions_not_exactly_the_silver_rows_fail(lake):

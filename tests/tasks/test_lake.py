@@ -26,6 +26,23 @@ def test_replace_slice_replaces_only_its_slice(tmp_path):
     assert lake.commit_metadata("bronze", "d", version)[RUN_ID_KEY] == "b"
 
 
+def test_a_large_slice_is_written_as_files_at_once_and_committed_as_one(tmp_path, monkeypatch):
+    monkeypatch.setattr("tasks.lake.STAGED_WRITE_ROWS", 10)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    lake = Lake(str(tmp_path))
+    lake.replace_slice("bronze", "d", day("2024-01-02", [0]), {"ds": "2024-01-02"}, run_id="a")
+    for run_id, values in (("a", list(range(35))), ("b", list(range(100, 140)))):
+        version = lake.replace_slice(
+            "bronze", "d", day("2024-01-01", values), {"ds": "2024-01-01"}, run_id=run_id
+        )
+        assert lake.commit_metadata("bronze", "d", version)[RUN_ID_KEY] == run_id
+    rows = lake.read("bronze", "d", where={"ds": "2024-01-01"}).column("x").to_pylist()
+    assert sorted(rows) == list(range(100, 140))
+    assert lake.read("bronze", "d", where={"ds": "2024-01-02"}).num_rows == 1
+    assert len(lake.table("bronze", "d").file_uris()) == 3 + 1  # a file per core, then ds=01-02
+    assert lake.table("bronze", "d").version() == 2  # one commit per replace
+
+
 def test_an_empty_slice_clears_the_day(tmp_path):
     lake = Lake(str(tmp_path))
     lake.replace_slice("bronze", "d", day("2024-01-01", [1]), {"ds": "2024-01-01"}, run_id="a")
@@ -246,6 +263,7 @@ def test_files_are_written_in_row_groups_of_the_lakes_size_keys_not_dictionary_e
     encodings = {meta.schema.names[i]: meta.row_group(0).column(i).encodings for i in range(2)}
     assert not any("DICTIONARY" in e for e in encodings["_row_id"])
     assert any("DICTIONARY" in e for e in encodings["score"])
+    assert meta.row_group(0).column(1).compression == "ZSTD"
 
     lake.replace_slice("bronze", "d", day("2024-01-01", [1, 2, 3]), {"ds": "2024-01-01"},
                        run_id="a")  # fmt: skip
@@ -308,15 +326,15 @@ def test_partition_values_are_the_days_a_table_holds_sorted(tmp_path):
     assert lake.partition_values("bronze", "d") == ["2024-01-01", "2024-01-03"]
 
 
-def test_read_slice_is_one_day_as_a_frame_and_empty_before_the_table_exists(tmp_path):
+def test_read_slice_is_one_day_and_empty_before_the_table_exists(tmp_path):
     from tasks.lake import read_slice
 
     lake = Lake(str(tmp_path))
-    assert read_slice.fn(lake, "bronze", "d", "2024-01-01").empty
+    assert read_slice.fn(lake, "bronze", "d", "2024-01-01").num_rows == 0
     lake.replace_slice("bronze", "d", day("2024-01-01", [1, 2]), {"ds": "2024-01-01"}, run_id="a")
     lake.replace_slice("bronze", "d", day("2024-01-02", [3]), {"ds": "2024-01-02"}, run_id="a")
-    frame = read_slice.fn(lake, "bronze", "d", "2024-01-01")
-    assert sorted(frame["x"]) == [1, 2] and set(frame["ds"]) == {"2024-01-01"}
+    rows = read_slice.fn(lake, "bronze", "d", "2024-01-01").to_pydict()
+    assert sorted(rows["x"]) == [1, 2] and set(rows["ds"]) == {"2024-01-01"}
 
 
 @pytest.mark.parametrize(

@@ -159,3 +159,59 @@ def test_an_optional_column_may_be_absent_without_an_issue():
     assert parsed.records[0].issues == []
     strict = parse_file("x.csv", b"a,b\n1,2\n", COLUMNS)
     assert strict.records[0].issues == ["missing column c"]
+
+
+def test_quoted_line_breaks_and_delimiters_are_one_record_on_the_line_it_starts():
+    data = b'a,b,c\r\n\r\n1,"x\r\ny, z",3\r\n\r\n4,"5\n\n5",6\r\n7,8\r\n9,"",""\n'
+    parsed = parse("x.csv", data)
+    assert [(r.line, r.values["b"]) for r in parsed.records] == [
+        (3, "x\r\ny, z"),
+        (6, "5\n\n5"),
+        (10, ""),
+    ]
+    assert [(r.line, r.raw_text) for r in parsed.rejects] == [(9, "7,8")]
+
+
+def test_an_unbalanced_quote_is_one_reject_and_the_lines_after_it_are_read():
+    data = b'a,b,c\n1,2,3\n4,"5,6\n7,8,9\n1,2\n'
+    parsed = parse("x.csv", data)
+    assert [(r.line, r.values["a"]) for r in parsed.records] == [(2, "1"), (4, "7")]
+    assert [(r.line, r.raw_text) for r in parsed.rejects] == [(3, '4,"5,6'), (5, "1,2")]
+
+
+def _line_by_line(data: bytes):
+    from tasks.parsing import _parse_csv_lines
+
+    return _parse_csv_lines(data, COLUMNS, LandingFormat(), ",")
+
+
+def test_a_large_file_with_bad_lines_throughout_reads_as_it_does_line_by_line(monkeypatch):
+    kinds = [b"%d,x,y", b"%d,short", b"", b"   ", b"%d,1,2,3", b"%d,,", b"%d,x,y", b"%d,x,y"]
+    lines = [b"a,b,c"] + [
+        kinds[i * 7 % 11 % len(kinds)].replace(b"%d", b"%d" % i) for i in range(60_000)
+    ]
+    for ending in (b"\n", b"\r\n", b"\r"):
+        data = ending.join(lines) + ending
+        expected = _line_by_line(data)
+        with monkeypatch.context() as patch:
+            patch.setattr("tasks.parsing._parse_csv_lines", _refused)
+            by_arrow = parse("x.csv", data)
+        assert by_arrow.table.equals(expected.table)
+        assert by_arrow.rejects == expected.rejects
+        assert by_arrow.record_count > 20_000 and len(by_arrow.rejects) > 10_000
+
+
+def test_arrow_and_line_by_line_agree_on_files_without_quoted_line_breaks(monkeypatch):
+    lines = [b"a,b,c", b"1,2,3", b"", b"4,5", b"  ", b"6,7,8,9", b'"x, y",2,3', b"1,2,3"]
+    for cut in range(1, len(lines) + 1):
+        data = b"\n".join(lines[:cut]) + b"\n"
+        expected = _line_by_line(data)
+        with monkeypatch.context() as patch:
+            patch.setattr("tasks.parsing._parse_csv_lines", _refused)
+            by_arrow = parse("x.csv", data)
+        assert by_arrow.table.equals(expected.table), cut
+        assert by_arrow.rejects == expected.rejects, cut
+
+
+def _refused(*args):
+    raise AssertionError("read line by line whole, not by Arrow")

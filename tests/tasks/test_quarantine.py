@@ -153,11 +153,7 @@ def test_passing_fixes_move_to_silver_once_with_their_lineage(tmp_path, day):
     )
     assert_accounted(lake, landed)
 
-    [entry] = (
-        read_ledger(lake, "adult", DS)
-        .query("stage == 'replay'")
-        .to_dict("records")
-    )
+    [entry] = read_ledger(lake, "adult", DS).query("stage == 'replay'").to_dict("records")
     assert (entry["status"], entry["run_id"]) == ("succeeded", "replay-1")
     assert (entry["rows_in"], entry["rows_out"], entry["rows_diverted"]) == (4, 2, 1)
     details = entry["details"]
@@ -209,9 +205,7 @@ def test_a_replay_cut_short_between_silver_and_quarantine_converges_when_rerun(
         replay_fixes(lake, ADULT, DS, fixes, run_id="replay-1", who="ana")
     both = set(silver(lake)["_row_id"]) & quarantine_ids(lake)
     assert both == {ids[AGE_FORTY], ids[RACE_EMPTY]}, "in silver, not yet out of quarantine"
-    failed = (
-        read_ledger(lake, "adult", DS).query("stage == 'replay'").iloc[-1]
-    )
+    failed = read_ledger(lake, "adult", DS).query("stage == 'replay'").iloc[-1]
     assert failed["status"] == "failed" and "connection reset" in failed["error"]
 
     rerun = replay_fixes(lake, ADULT, DS, fixes, run_id="replay-2", who="ana")

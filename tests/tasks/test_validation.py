@@ -168,3 +168,60 @@ def test_the_quarantine_limit_is_a_maximum_fraction_and_names_the_five_most_fail
     named = str(raised.value).split("most failed checks: ")[1].split(", ")
     assert named == [f"{check} ({n})" for check, n in list(split.failed_checks().items())[:5]]
     assert len(split.failed_checks()) > 5 and named[0] == "age: not a valid integer (2)"
+
+
+def _as_pandera_fails(frame: pd.DataFrame) -> dict[str, set[str]]:
+    """Per row id, the checks pandera's own `validate` fails on the typed rows, named as
+    validation names them."""
+    import pandera.pandas as pandera
+
+    from tasks.casting import cast_series
+    from tasks.validation import column_kind
+
+    columns = ADULT.columns
+    tokens = ADULT.landing.null_tokens
+    typed = pd.DataFrame(
+        {name: cast_series(frame[name], column_kind(ADULT, name), tokens) for name in columns}
+    ).set_axis(frame["_row_id"])
+    found: dict[str, set[str]] = {}
+    try:
+        ADULT.schema.validate(typed, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        for case in errors.failure_cases.itertuples():
+            where = "row" if case.schema_context == "DataFrameSchema" else case.column
+            found.setdefault(case.index, set()).add(f"{where}: {case.check}")
+    return found
+
+
+def test_the_checks_fail_exactly_the_rows_pandera_fails_under_the_same_names():
+    import random
+
+    rng = random.Random(7)
+    odd = {
+        "age": ["16", "91", "", "?", "40.0", "4e1", "x"],
+        "fnlwgt": ["0", "-5", "+7", ""],
+        "education": ["Bachelors", "Nowhere", ""],
+        "education_num": ["13", "3", "17", "0"],
+        "workclass": ["?", "", "Unknown", " Private "],
+        "sex": ["Female", "F", ""],
+        "hours_per_week": ["0", "100", "40"],
+        "income": ["<=50K", ">50K", "?", "maybe"],
+    }
+    rows = [
+        {name: rng.choice(values) for name, values in odd.items() if rng.random() < 0.3}
+        for _ in range(400)
+    ]
+    frame = bronze(*rows)
+    split = split_valid_rows.fn(frame, ADULT)
+    expected = _as_pandera_fails(frame)
+    casts = ("not a valid", "beyond the 64-bit")
+    quarantined = {
+        row["_row_id"]: {
+            check for check in row["_failed_checks"] if not any(c in check for c in casts)
+        }
+        for row in split.quarantine.to_dict("records")
+    }
+    assert quarantined == expected
+    assert 50 < len(quarantined) < 400 and any(
+        "row: " in c for c in set().union(*quarantined.values())
+    )

@@ -1,0 +1,116 @@
+"""Ingest benchmark: a landed CSV day into bronze, against the floor no ingest can beat.
+
+    python -m benchmarks.pipeline --quick           # smoke run (200k rows)
+    python -m benchmarks.pipeline --rows 1000000    # the README figure
+
+What runs, per repeat, on one Adult CSV of `--rows` rows (synthetic Adult rows,
+`datasets.adult.synthesize`, written as the landing writer writes them), in a fresh folder:
+
+* floor: `pyarrow.csv.read_csv` of the file (Arrow's type inference, all threads) and
+  `deltalake.write_deltalake` of the table into a new Delta table;
+* ingest: what the ingest flow runs for that day, without Prefect: `fetch_partition` (the
+  file's bytes and checksum), `build_partition` (parsing by Arrow, `_row_id` and lineage on
+  every row, rejects), `write_partition` (the day's rejects and bronze slices, each one
+  atomic Delta commit through `tasks.lake.Lake`).
+
+Reported: seconds (median of `--repeats`) and rows/s of each, and ingest's rows/s as a share
+of the floor's (target: >= 50%, issue 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_SHARE = 0.5
+DS = "2024-01-01"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def landed_day(landing: Path, rows: int) -> Path:
+    """One day of `rows` Adult rows as a CSV file in the landing layout."""
+    from datasets.adult import NAME, synthesize
+    from datasets.landing_writer import encode_landing_file
+
+    frame = synthesize(rows, seed=7)
+    frame = frame[[c for c in frame.columns if not c.startswith("_")]]
+    path = landing / NAME / f"ds={DS}" / "part-0001.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(encode_landing_file(frame, "csv"))
+    return path
+
+
+def floor(path: Path, folder: Path) -> int:
+    import pyarrow.csv as pacsv
+    from deltalake import write_deltalake
+
+    table = pacsv.read_csv(path)
+    write_deltalake(str(folder / "floor"), table)
+    return table.num_rows
+
+
+def ingest(landing: Path, folder: Path) -> int:
+    from datasets import get_dataset
+    from tasks.bronze import build_partition, write_partition
+    from tasks.lake import Lake
+    from tasks.landing import fetch_partition
+
+    spec = get_dataset("adult")
+    contents, _ = fetch_partition.fn(str(landing), spec.name, DS)
+    target = (spec.roles.target,)
+    batch = build_partition.fn(contents, spec.name, spec.columns, DS, "bench", spec.landing, target)
+    write_partition.fn(Lake(str(folder / "lake")), spec.name, DS, batch, "bench")
+    return batch.landed_rows
+
+
+def timed(run, repeats: int) -> tuple[float, int]:
+    seconds, rows = [], 0
+    for _ in range(repeats):
+        folder = Path(tempfile.mkdtemp(prefix="tidewater-bench-"))
+        try:
+            started = time.perf_counter()
+            rows = run(folder)
+            seconds.append(time.perf_counter() - started)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return statistics.median(seconds), rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="200k rows, one repeat")
+    args = parser.parse_args(argv)
+    rows, repeats = (200_000, 1) if args.quick else (args.rows, args.repeats)
+    import deltalake  # noqa: F401  (imports are not timed)
+
+    import tasks.bronze  # noqa: F401
+
+    with tempfile.TemporaryDirectory(prefix="tidewater-landing-") as landing_dir:
+        landing = Path(landing_dir)
+        path = landed_day(landing, rows)
+        _log(f"landed {rows:,} rows: {path.stat().st_size / 1e6:.0f} MB")
+        floor_s, floor_rows = timed(lambda folder: floor(path, folder), repeats)
+        ingest_s, ingest_rows = timed(lambda folder: ingest(landing, folder), repeats)
+    share = (ingest_rows / ingest_s) / (floor_rows / floor_s)
+    print("| step | seconds | rows/s |\n|---|---:|---:|")
+    print(f"| floor: read_csv + write_deltalake | {floor_s:.2f} | {floor_rows / floor_s:,.0f} |")
+    print(f"| ingest: landing CSV -> bronze | {ingest_s:.2f} | {ingest_rows / ingest_s:,.0f} |")
+    verdict = "met" if share >= TARGET_SHARE else "NOT met"
+    print(
+        f"\ningest at {share:.0%} of the floor's rows/s (target >= {TARGET_SHARE:.0%}: {verdict})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

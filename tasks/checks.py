@@ -1,0 +1,98 @@
+"""The dataset schema's checks, evaluated on typed Arrow columns.
+
+pandera declares the checks (`datasets/*.py`); the built-in column checks are evaluated
+here with Arrow compute, in one pass per check over the column. A column check Arrow does
+not have, and every row-wide (DataFrameSchema) check, is run by pandera itself on those
+columns as pandas. Each failure is named as pandera names it (`check.error` or its name), a
+null failing a non-nullable column as `not_nullable`; like pandera's defaults, a check
+ignores nulls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pandera
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Passes = Callable[[pa.Array, dict], pa.Array]
+
+
+def _in_range(values: pa.Array, s: dict) -> pa.Array:
+    low = (pc.greater_equal if s.get("include_min", True) else pc.greater)(values, s["min_value"])
+    high = (pc.less_equal if s.get("include_max", True) else pc.less)(values, s["max_value"])
+    return pc.and_(low, high)
+
+
+def _str_length(values: pa.Array, s: dict) -> pa.Array:
+    length = pc.utf8_length(values)
+    passes = pc.is_valid(values)
+    if s.get("min_value") is not None:
+        passes = pc.and_(passes, pc.greater_equal(length, s["min_value"]))
+    if s.get("max_value") is not None:
+        passes = pc.and_(passes, pc.less_equal(length, s["max_value"]))
+    return passes
+
+
+ARROW_CHECKS: dict[str, Passes] = {
+    "greater_than": lambda v, s: pc.greater(v, s["min_value"]),
+    "greater_than_or_equal_to": lambda v, s: pc.greater_equal(v, s["min_value"]),
+    "less_than": lambda v, s: pc.less(v, s["max_value"]),
+    "less_than_or_equal_to": lambda v, s: pc.less_equal(v, s["max_value"]),
+    "in_range": _in_range,
+    "equal_to": lambda v, s: pc.equal(v, s["value"]),
+    "not_equal_to": lambda v, s: pc.not_equal(v, s["value"]),
+    "isin": lambda v, s: pc.is_in(v, value_set=pa.array(list(s["allowed_values"]), v.type)),
+    "notin": lambda v, s: pc.invert(
+        pc.is_in(v, value_set=pa.array(list(s["forbidden_values"]), v.type))
+    ),
+    "str_length": _str_length,
+    "str_startswith": lambda v, s: pc.starts_with(v, s["string"]),
+    "str_endswith": lambda v, s: pc.ends_with(v, s["string"]),
+}
+"""pandera's built-in column checks (by name, with their statistics) as Arrow compute."""
+
+
+def check_label(check: pandera.Check) -> str:
+    """How pandera names a failure of `check`."""
+    return check.error or check.name
+
+
+def column_failures(
+    name: str, values: pa.Array, column: pandera.Column, as_pandas: Callable[[], pd.Series]
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(failure label, per-row failed) for each check of `column` that some row fails."""
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    if not column.nullable and not valid.all():
+        yield f"{name}: not_nullable", ~valid
+    for check in column.checks:
+        passes = _arrow_passes(check, values)
+        if passes is None:
+            passes = pandera_passes(check, as_pandas())
+        failed = valid & ~passes
+        if failed.any():
+            yield f"{name}: {check_label(check)}", failed
+
+
+def _arrow_passes(check: pandera.Check, values: pa.Array) -> np.ndarray | None:
+    evaluate = ARROW_CHECKS.get(check.name)
+    if evaluate is None or not check.ignore_na or check.element_wise or check.groupby:
+        return None
+    try:
+        passes = evaluate(values, check.statistics)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
+        return None
+    return pc.fill_null(passes, True).to_numpy(zero_copy_only=False)
+
+
+def pandera_passes(check: pandera.Check, data: pd.Series | pd.DataFrame) -> np.ndarray:
+    """Per row, whether `data` passes `check`, as pandera runs it (nulls pass)."""
+    output = check(data).check_output
+    if isinstance(output, pd.DataFrame):
+        output = output.all(axis=1)
+    if not isinstance(output, pd.Series):
+        return np.full(len(data), bool(output))
+    return output.fillna(True).to_numpy(dtype=bool)
