@@ -1,4 +1,4 @@
-"""Ingest benchmark: a landed CSV day into bronze, against the floor no ingest can beat.
+"""Ingest and validation benchmark: a landed CSV day into bronze, then silver.
 
     python -m benchmarks.pipeline --quick           # smoke run (200k rows)
     python -m benchmarks.pipeline --rows 1000000    # the README figure
@@ -13,8 +13,13 @@ What runs, per repeat, on one Adult CSV of `--rows` rows (synthetic Adult rows,
   every row, rejects), `write_partition` (the day's rejects and bronze slices, each one
   atomic Delta commit through `tasks.lake.Lake`).
 
-Reported: seconds (median of `--repeats`) and rows/s of each, and ingest's rows/s as a share
-of the floor's (target: >= 50%, issue 14).
+* validation: the day's bronze read as the validate flow reads it (`read_slice`, text
+  columns dictionary encoded), then `split_valid_rows` (typing and every schema check in
+  Arrow, row-wide checks by pandera) timed alone, and the whole stage: read, split and
+  `write_validated` (the day's quarantine and silver slices committed).
+
+Reported: seconds (median of `--repeats`) and rows/s of each; ingest's rows/s as a share
+of the floor's (target: >= 50%, issue 14) and the split's rows/s (target: >= 5M rows/s).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 from pathlib import Path
 
 TARGET_SHARE = 0.5
+TARGET_VALIDATION = 5_000_000
 DS = "2024-01-01"
 
 
@@ -71,6 +77,23 @@ def ingest(landing: Path, folder: Path) -> int:
     return batch.landed_rows
 
 
+def validation(folder: Path) -> tuple[float, float, int]:
+    """(split seconds, stage seconds, rows) of validating the day ingested into `folder`."""
+    from datasets import get_dataset
+    from tasks.bronze import bronze_schema
+    from tasks.lake import Lake, read_slice
+    from tasks.validation import split_valid_rows, write_validated
+
+    spec, lake = get_dataset("adult"), Lake(str(folder / "lake"))
+    started = time.perf_counter()
+    bronze = read_slice.fn(lake, "bronze", spec.name, DS, dictionaries=spec.columns)
+    split_started = time.perf_counter()
+    split = split_valid_rows.fn(bronze, spec)
+    split_s = time.perf_counter() - split_started
+    write_validated.fn(lake, spec, DS, split, bronze_schema(spec.columns), "bench")
+    return split_s, time.perf_counter() - started, bronze.num_rows
+
+
 def timed(run, repeats: int) -> tuple[float, int]:
     seconds, rows = [], 0
     for _ in range(repeats):
@@ -101,10 +124,22 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"landed {rows:,} rows: {path.stat().st_size / 1e6:.0f} MB")
         floor_s, floor_rows = timed(lambda folder: floor(path, folder), repeats)
         ingest_s, ingest_rows = timed(lambda folder: ingest(landing, folder), repeats)
+        validated = Path(tempfile.mkdtemp(prefix="tidewater-bench-"))
+        try:
+            ingest(landing, validated)
+            runs = [validation(validated) for _ in range(repeats + 1)][1:]  # one to warm up
+        finally:
+            shutil.rmtree(validated, ignore_errors=True)
+    split_s = statistics.median(run[0] for run in runs)
+    stage_s, valid_rows = statistics.median(run[1] for run in runs), runs[0][2]
     share = (ingest_rows / ingest_s) / (floor_rows / floor_s)
     print("| step | seconds | rows/s |\n|---|---:|---:|")
     print(f"| floor: read_csv + write_deltalake | {floor_s:.2f} | {floor_rows / floor_s:,.0f} |")
     print(f"| ingest: landing CSV -> bronze | {ingest_s:.2f} | {ingest_rows / ingest_s:,.0f} |")
+    print(f"| validation: split (typing + checks) | {split_s:.2f} | {valid_rows / split_s:,.0f} |")
+    print(
+        f"| validation: stage (read, split, write) | {stage_s:.2f} | {valid_rows / stage_s:,.0f} |"
+    )
     verdict = "met" if share >= TARGET_SHARE else "NOT met"
     print(
         f"\ningest at {share:.0%} of the floor's rows/s (target >= {TARGET_SHARE:.0%}: {verdict})"

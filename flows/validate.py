@@ -32,7 +32,7 @@ def validate(dataset: str, ds: str, max_quarantine_fraction: float | None = None
     with ledger_stage(lake, dataset, ds, "validate", run_id) as entry:
         spec = get_dataset(dataset)
         migrated = migrate_tables(lake, spec, ["silver", "quarantine"])
-        bronze = read_slice(lake, "bronze", dataset, ds)
+        bronze = read_slice(lake, "bronze", dataset, ds, dictionaries=spec.columns)
         split = split_valid_rows(bronze, spec)
         entry.rows_in = bronze.num_rows
         entry.rows_out = split.silver_rows.num_rows

@@ -59,7 +59,45 @@ def given_text(text: pa.Array, null_tokens: Sequence[str] = ("",)) -> pa.Array:
 
 
 def cast_text(text: pa.Array, kind: str, null_tokens: Sequence[str] = ("",)) -> Cast:
-    """`text` as `kind`: see the module's docstring."""
+    """`text` as `kind`: see the module's docstring. A column of few distinct values (most
+    landed columns are categories or small numbers) is typed once per distinct value; its
+    text stays dictionary encoded."""
+    if isinstance(text, pa.ChunkedArray) and text.num_chunks > 1:
+        casts = [cast_text(chunk, kind, null_tokens) for chunk in text.chunks]
+        return Cast(
+            pa.chunked_array([c.values for c in casts]),
+            np.concatenate([c.invalid for c in casts]),
+            np.concatenate([c.beyond for c in casts]),
+        )
+    text = _string_array(text)
+    distinct = few_distinct(text)
+    if distinct is None:
+        return _cast(text, kind, null_tokens)
+    per_value = _cast(distinct.dictionary, kind, null_tokens)
+    indices = distinct.indices
+    given = pc.is_valid(indices).to_numpy(zero_copy_only=False)
+    positions = pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)
+    if kind == "string":  # stripped values may repeat and null tokens are null: re-encoded
+        typed = per_value.values
+        distinct_values = pc.unique(typed.drop_null())
+        renumbered = pc.take(pc.index_in(typed, value_set=distinct_values), indices)
+        values = pa.DictionaryArray.from_arrays(renumbered, distinct_values)
+    else:
+        values = pc.take(per_value.values, indices)
+    return Cast(values, per_value.invalid[positions] & given, per_value.beyond[positions] & given)
+
+
+def few_distinct(values: pa.Array) -> pa.DictionaryArray | None:
+    """`values` dictionary encoded, when they hold at most one distinct value in four."""
+    if pa.types.is_dictionary(values.type):
+        return values
+    if len(values) < 1024 or len(pc.unique(values.slice(0, 1024))) > 256:
+        return None
+    encoded = pc.dictionary_encode(values)
+    return encoded if len(encoded.dictionary) * 4 <= len(values) else None
+
+
+def _cast(text: pa.Array, kind: str, null_tokens: Sequence[str]) -> Cast:
     given = given_text(text, null_tokens)
     none = np.zeros(len(given), dtype=bool)
     if kind == "string":
@@ -142,4 +180,18 @@ def _string_array(text) -> pa.Array:
         text = text.combine_chunks()
     if isinstance(text, pd.Series):
         text = pa.array(text.astype(object).where(text.notna(), None), pa.string())
+    if pa.types.is_dictionary(text.type):
+        dictionary = text.dictionary
+        if dictionary.type != pa.string():
+            dictionary = pc.cast(dictionary, pa.string())
+        return pa.DictionaryArray.from_arrays(text.indices, dictionary)
     return text if text.type == pa.string() else pc.cast(text, pa.string())
+
+
+def decoded(table: pa.Table) -> pa.Table:
+    """`table` with its dictionary encoded columns as plain arrays of their values."""
+    fields = [
+        field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+        for field in table.schema
+    ]
+    return table.cast(pa.schema(fields))

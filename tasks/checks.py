@@ -65,11 +65,13 @@ def column_failures(
     name: str, values: pa.Array, column: pandera.Column, as_pandas: Callable[[], pd.Series]
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(failure label, per-row failed) for each check of `column` that some row fails."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
     if not column.nullable and not valid.all():
         yield f"{name}: not_nullable", ~valid
     for check in column.checks:
-        passes = _arrow_passes(check, values)
+        passes = [_arrow_passes(check, chunk) for chunk in chunks]
+        passes = None if any(p is None for p in passes) else np.concatenate(passes or [valid])
         if passes is None:
             passes = pandera_passes(check, as_pandas())
         failed = valid & ~passes
@@ -81,10 +83,13 @@ def _arrow_passes(check: pandera.Check, values: pa.Array) -> np.ndarray | None:
     evaluate = ARROW_CHECKS.get(check.name)
     if evaluate is None or not check.ignore_na or check.element_wise or check.groupby:
         return None
+    distinct = values if pa.types.is_dictionary(values.type) else None
     try:
-        passes = evaluate(values, check.statistics)
+        passes = evaluate(distinct.dictionary if distinct else values, check.statistics)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
         return None
+    if distinct is not None:  # evaluated once per distinct value
+        passes = pc.take(passes, distinct.indices)
     return pc.fill_null(passes, True).to_numpy(zero_copy_only=False)
 
 

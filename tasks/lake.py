@@ -25,6 +25,7 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction
+from pyarrow.dataset import ParquetReadOptions
 
 from tasks import step
 
@@ -161,15 +162,22 @@ class Lake:
         where: Mapping[str, str] | None = None,
         columns: Sequence[str] | None = None,
         version: int | None = None,
+        dictionaries: Sequence[str] = (),
     ) -> pa.Table:
-        """Rows of `table` whose columns equal `where` (partition pruning on `ds`)."""
+        """Rows of `table` whose columns equal `where` (partition pruning on `ds`). Columns
+        in `dictionaries` are read dictionary encoded, as Parquet stores them (a column of
+        few distinct values is then typed and checked once per value)."""
         filters = [(name, "=", _checked(value)) for name, value in (where or {}).items()]
         dt = self.table(table, dataset, version)
         if dt is None:
             return pa.table({})
-        return dt.to_pyarrow_table(
-            filters=filters or None, columns=list(columns) if columns else None
-        )
+        if not dictionaries:
+            return dt.to_pyarrow_table(
+                filters=filters or None, columns=list(columns) if columns else None
+            )
+        options = ParquetReadOptions(dictionary_columns=set(dictionaries))
+        rows = dt.to_pyarrow_dataset(partitions=filters or None, parquet_read_options=options)
+        return rows.to_table(columns=list(columns) if columns else None)
 
     def replace_slice(
         self,
@@ -514,6 +522,8 @@ def _checked(value: str) -> str:
 
 
 @step(retries=2)
-def read_slice(lake: Lake, table: str, dataset: str | None, ds: str) -> pa.Table:
+def read_slice(
+    lake: Lake, table: str, dataset: str | None, ds: str, dictionaries: Sequence[str] = ()
+) -> pa.Table:
     """One day of a table (no row, no column, when the table does not exist yet)."""
-    return lake.read(table, dataset, where={"ds": ds})
+    return lake.read(table, dataset, where={"ds": ds}, dictionaries=dictionaries)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,7 +17,7 @@ from pandera.backends.pandas.checks import PandasCheckBackend
 from datasets import Dataset
 from tasks import step
 from tasks.bronze import LINEAGE_FIELDS
-from tasks.casting import ARROW_TYPES, PANDAS_TYPES, cast_text, kind_of
+from tasks.casting import ARROW_TYPES, PANDAS_TYPES, cast_text, decoded, kind_of
 from tasks.checks import check_label, column_failures
 from tasks.lake import Lake
 
@@ -36,7 +38,7 @@ class ValidationSplit:
 
     @cached_property
     def silver(self) -> pd.DataFrame:
-        return self.silver_rows.to_pandas(types_mapper=PANDAS_TYPES.get)
+        return decoded(self.silver_rows).to_pandas(types_mapper=PANDAS_TYPES.get)
 
     @cached_property
     def quarantine(self) -> pd.DataFrame:
@@ -65,10 +67,14 @@ def typed_rows(bronze: pa.Table, dataset: Dataset) -> tuple[pa.Table, list[tuple
     """The dataset's columns of `bronze` typed as its schema says, and the casts that
     failed: (label, per-row failed) for each column where some value did not cast."""
     columns, null_tokens = dataset.schema.to_schema().columns, dataset.landing.null_tokens
+    kinds = {name: kind_of(columns[name].dtype) for name in dataset.columns}
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # Arrow computes outside the GIL
+        casts = pool.map(
+            lambda name: cast_text(bronze.column(name), kinds[name], null_tokens), dataset.columns
+        )
     typed, failures = {}, []
-    for name in dataset.columns:
-        kind = kind_of(columns[name].dtype)
-        cast = cast_text(bronze.column(name), kind, null_tokens)
+    for name, cast in zip(dataset.columns, casts, strict=True):
+        kind = kinds[name]
         typed[name] = cast.values
         if cast.invalid.any():
             failures.append((f"{name}: not a valid {kind}", cast.invalid & ~cast.beyond))
@@ -84,10 +90,16 @@ def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> Valid
     typed, failures = typed_rows(bronze, dataset)
     schema = dataset.schema.to_schema()
     as_pandas = _PandasView(typed)
-    for name in dataset.columns:
-        failures.extend(
-            column_failures(name, typed.column(name), schema.columns[name], as_pandas.column(name))
-        )
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        for found in pool.map(
+            lambda name: list(
+                column_failures(
+                    name, typed.column(name), schema.columns[name], as_pandas.column(name)
+                )
+            ),
+            dataset.columns,
+        ):
+            failures.extend(found)
     failures.extend(_file_issues(bronze))
     failures.extend(_row_check_failures(schema, typed, as_pandas, dataset.name))
     failed = np.zeros(bronze.num_rows, dtype=bool)
@@ -106,14 +118,23 @@ def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> Valid
 
 
 class _PandasView:
-    """The typed columns as pandas, converted once and only when a check needs them."""
+    """The typed columns as pandas, converted once and only when a check needs them (the
+    row-wide checks, a column check Arrow does not have): Int64, Float64 and boolean
+    columns, text of few distinct values as a Categorical (converted without decoding),
+    other text as objects."""
 
     def __init__(self, typed: pa.Table):
         self.typed = typed
 
     @cached_property
     def frame(self) -> pd.DataFrame:
-        return self.typed.to_pandas(types_mapper=PANDAS_TYPES.get)
+        columns = {}
+        for name in self.typed.column_names:
+            column = self.typed.column(name)
+            if pa.types.is_dictionary(column.type):
+                column = column.unify_dictionaries() if column.num_chunks > 1 else column
+            columns[name] = column.to_pandas(types_mapper=PANDAS_TYPES.get)
+        return pd.DataFrame(columns)
 
     def column(self, name: str):
         return lambda: self.frame[name]

@@ -193,7 +193,27 @@ def _as_pandera_fails(frame: pd.DataFrame) -> dict[str, set[str]]:
     return found
 
 
-def test_the_checks_fail_exactly_the_rows_pandera_fails_under_the_same_names():
+def _as_read_from_parquet(frame: pd.DataFrame):
+    """`frame` as the validate flow reads bronze: text columns dictionary encoded, per chunk."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    half = table.num_rows // 2
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if name in ADULT.columns:
+            parts = [column.slice(0, half), column.slice(half)]
+            column = pa.chunked_array([pc.dictionary_encode(part) for part in parts])
+        columns[name] = column
+    return pa.table(columns)
+
+
+@pytest.mark.parametrize(
+    "rows, read", [(400, "text"), (3000, "text"), (3000, "dictionaries")], ids=str
+)
+def test_the_checks_fail_exactly_the_rows_pandera_fails_under_the_same_names(rows, read):
     import random
 
     rng = random.Random(7)
@@ -207,21 +227,24 @@ def test_the_checks_fail_exactly_the_rows_pandera_fails_under_the_same_names():
         "hours_per_week": ["0", "100", "40"],
         "income": ["<=50K", ">50K", "?", "maybe"],
     }
-    rows = [
-        {name: rng.choice(values) for name, values in odd.items() if rng.random() < 0.3}
-        for _ in range(400)
-    ]
-    frame = bronze(*rows)
-    split = split_valid_rows.fn(frame, ADULT)
+    frame = bronze(
+        *[
+            {name: rng.choice(values) for name, values in odd.items() if rng.random() < 0.3}
+            for _ in range(rows)
+        ]
+    )
+    given = _as_read_from_parquet(frame) if read == "dictionaries" else frame
+    split = split_valid_rows.fn(given, ADULT)
     expected = _as_pandera_fails(frame)
     casts = ("not a valid", "beyond the 64-bit")
     quarantined = {
-        row["_row_id"]: {
-            check for check in row["_failed_checks"] if not any(c in check for c in casts)
-        }
+        row["_row_id"]: {c for c in row["_failed_checks"] if not any(x in c for x in casts)}
         for row in split.quarantine.to_dict("records")
     }
     assert quarantined == expected
-    assert 50 < len(quarantined) < 400 and any(
-        "row: " in c for c in set().union(*quarantined.values())
-    )
+    assert rows / 8 < len(quarantined) < rows
+    assert any(c.startswith("row: ") for c in set().union(*quarantined.values()))
+    typed = split.silver.drop(columns=["_row_id", "_source", "_line", "_ingested_at", "ds"])
+    assert typed.dtypes.astype(str).tolist() == [
+        "Int64" if name in adult.INT_COLUMNS else "object" for name in ADULT.columns
+    ]
