@@ -137,6 +137,13 @@ def _record_lines(body: pa.Buffer, rows: pa.Table, rejected: list, quoted: bool)
 
 def _nonempty_lines(content: np.ndarray) -> np.ndarray:
     """0-based indexes of the lines holding at least one byte (line breaks: \\n, \\r\\n, \\r)."""
+    starts, ends = line_bounds(content)
+    return np.flatnonzero(ends > starts)
+
+
+def line_bounds(content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each line of `content` starts and where its text ends (before its line break:
+    \\n, \\r\\n or \\r), as byte offsets."""
     breaks = content == 10
     crlf = np.zeros(len(content), dtype=bool)
     if (content == 13).any():
@@ -146,8 +153,7 @@ def _nonempty_lines(content: np.ndarray) -> np.ndarray:
         breaks |= lone_cr
     ends = np.flatnonzero(breaks)
     starts = np.concatenate(([0], ends + 1))
-    content_ends = np.concatenate((ends - crlf[ends - 1] * (ends > 0), [len(content)]))
-    return np.flatnonzero(content_ends > starts)
+    return starts, np.concatenate((ends - crlf[ends - 1] * (ends > 0), [len(content)]))
 
 
 def _spans(rows: pa.Table, rejected: list) -> np.ndarray:

@@ -9,6 +9,7 @@ cannot read as declared, are read line by line here. Typing is validation's job.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -17,12 +18,14 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from datasets import LandingFormat
-from tasks.arrow_csv import NOT_BLANK, NotArrowReadable, read_delimited
+from tasks.arrow_csv import NOT_BLANK, NotArrowReadable, line_bounds, read_delimited
 
 
 @dataclass
@@ -429,10 +432,82 @@ def _as_text(value: object) -> str | None:
 def parse_jsonl(
     data: bytes, columns: Sequence[str], landing: LandingFormat | None = None
 ) -> ParsedFile:
-    """One JSON object per line; absent keys are missing columns of that record."""
+    """One JSON object per line; absent keys are missing columns of that record. Arrow reads
+    the file; to Arrow an absent key and a null look alike, so a line holding a null is read
+    again by itself, and a file Arrow cannot read (a malformed line, a key whose type
+    changes, keys the dataset does not know) is read line by line."""
     landing = landing or LandingFormat()
-    parsed, records = ParsedFile(), []
-    for number, text in _text_lines(data, parsed, landing.encoding):
+    try:
+        return _parse_jsonl_with_arrow(data, columns, landing)
+    except NotArrowReadable:
+        return _parse_jsonl_lines(data, columns, landing)
+
+
+def _parse_jsonl_with_arrow(
+    data: bytes, columns: Sequence[str], landing: LandingFormat
+) -> ParsedFile:
+    if codecs.lookup(landing.encoding).name != "utf-8":
+        raise NotArrowReadable(f"{landing.encoding}: Arrow reads JSON as UTF-8 only")
+    start = len(BOM) if data.startswith(BOM) else 0
+    body = pa.py_buffer(data).slice(start)
+    try:
+        rows = pajson.read_json(pa.BufferReader(body))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise NotArrowReadable(str(error)) from error
+    names = [landing.aliases.get(name, name) for name in rows.column_names]
+    if len(set(names)) != len(names) or any(name not in columns for name in names):
+        raise NotArrowReadable("keys the dataset does not know")
+    starts, ends = line_bounds(np.frombuffer(body, dtype=np.uint8))
+    lines = np.flatnonzero(ends > starts)
+    if len(lines) != rows.num_rows:
+        raise NotArrowReadable(f"{rows.num_rows} objects on {len(lines)} non-blank lines")
+    texts = {name: _texts(column) for name, column in zip(names, rows.columns, strict=True)}
+    with_null = np.zeros(rows.num_rows, dtype=bool)
+    for text in texts.values():
+        with_null |= pc.is_null(text).to_numpy(zero_copy_only=False)
+    parsed = ParsedFile()
+    missing = [name for name in columns if name not in names]
+    kept = pa.array(~with_null)
+    table = _as_records(
+        pa.table({name: text.filter(kept) for name, text in texts.items()}),
+        pa.array(lines[~with_null] + 1, pa.int64()),
+        columns,
+        missing,
+    )
+    again = [
+        (int(line) + 1, data[start + starts[line] : start + ends[line]].decode())
+        for line in lines[with_null]
+    ]
+    records = _json_records(again, columns, landing, parsed)
+    parsed.table = pa.concat_tables([table, records_table(records, columns)])
+    if again:
+        parsed.table = parsed.table.sort_by("_line")
+    return parsed
+
+
+def _texts(column: pa.ChunkedArray) -> pa.Array:
+    """A JSON column as text, each value as `_as_text` writes it."""
+    column = column.combine_chunks()
+    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+        return pc.cast(column, pa.string())
+    if pa.types.is_boolean(column.type) or pa.types.is_string(column.type):
+        return pc.cast(column, pa.string())
+    if pa.types.is_null(column.type):
+        return pa.nulls(len(column), pa.string())
+    return pa.array([_as_text(value) for value in column.to_pylist()], pa.string())
+
+
+def _parse_jsonl_lines(data: bytes, columns: Sequence[str], landing: LandingFormat) -> ParsedFile:
+    parsed = ParsedFile()
+    records = _json_records(_text_lines(data, parsed, landing.encoding), columns, landing, parsed)
+    parsed.table = records_table(records, columns)
+    return parsed
+
+
+def _json_records(lines, columns, landing, parsed) -> list[Record]:
+    """Each (number, text) line as a record, or a reject into `parsed`."""
+    records = []
+    for number, text in lines:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as error:
@@ -444,8 +519,7 @@ def parse_jsonl(
         row = {landing.aliases.get(str(k), str(k)): _as_text(v) for k, v in obj.items()}
         missing = [name for name in columns if name not in row]
         records.append(_record(number, row, columns, missing))
-    parsed.table = records_table(records, columns)
-    return parsed
+    return records
 
 
 def parse_parquet(

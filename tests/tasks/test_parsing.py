@@ -215,3 +215,39 @@ def test_arrow_and_line_by_line_agree_on_files_without_quoted_line_breaks(monkey
 
 def _refused(*args):
     raise AssertionError("read line by line whole, not by Arrow")
+
+
+def test_json_lines_read_by_arrow_as_they_read_line_by_line(monkeypatch):
+    from tasks.parsing import _parse_jsonl_lines
+
+    objects = [
+        b'{"a": %d, "b": %s, "c": %s}'
+        % (i, [b"true", b"false"][i % 2], [b"1.5", b"2.0", b"null", b"-0.25"][i % 4])
+        for i in range(3000)
+    ]
+    objects[10] = b'{"a": 5, "b": true}'
+    objects[11] = b""
+    data = b"\n".join(objects) + b"\n"
+    expected = _parse_jsonl_lines(data, COLUMNS, LandingFormat())
+    with monkeypatch.context() as patch:
+        patch.setattr("tasks.parsing._parse_jsonl_lines", _refused)
+        by_arrow = parse("x.jsonl", data)
+    assert by_arrow.table.equals(expected.table)
+    assert by_arrow.rejects == expected.rejects == []
+    records = by_arrow.records
+    assert records[10].issues == ["missing column c"] and records[2].values["c"] is None
+    assert records[1].values == {"a": "1", "b": "false", "c": "2"}
+    assert records[11].line == 13 and records[11].values["c"] == "1.5"
+
+
+def test_json_lines_arrow_cannot_read_are_read_line_by_line():
+    data = b'{"a": 1}\n{"a": "now text"}\nnot json\n{"a": 2, "zzz": 3}\n'
+    parsed = parse("x.jsonl", data)
+    assert [(r.line, r.values["a"], r.extra) for r in parsed.records] == [
+        (1, "1", {}),
+        (2, "now text", {}),
+        (4, "2", {"zzz": "3"}),
+    ]
+    assert [(r.line, r.error) for r in parsed.rejects] == [
+        (3, "malformed JSON line: Expecting value")
+    ]
