@@ -100,4 +100,5 @@ def pandera_passes(check: pandera.Check, data: pd.Series | pd.DataFrame) -> np.n
         output = output.all(axis=1)
     if not isinstance(output, pd.Series):
         return np.full(len(data), bool(output))
-    return output.fillna(True).to_numpy(dtype=bool)
+    # pandera leaves nulls out of what the check sees: they pass
+    return output.reindex(data.index).fillna(True).to_numpy(dtype=bool)
