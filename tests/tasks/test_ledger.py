@@ -321,3 +321,50 @@ def test_a_failed_training_stays_news_until_a_training_succeeds_not_any_stage(tm
     record_entry(lake, entry("2024-01-02", "train", "r3"))
     days = {day["ds"]: day["stages"] for day in day_status(lake, "adult")}
     assert days == {"2024-01-02": {"ingest": "succeeded", "train": "succeeded"}}
+
+
+def test_a_started_row_names_its_run_host_and_pid(tmp_path):
+    import os
+    import socket
+
+    from tasks.ledger import ledger_stage, read_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    with ledger_stage(lake, "adult", "2024-01-02", "score", "r1", record=record_entry):
+        (started,) = read_ledger(lake, "adult", with_started=True).to_dict("records")
+    assert (started["status"], started["run_id"]) == ("started", "r1")
+    assert started["details"] == {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def test_a_stage_ended_by_a_signal_reads_interrupted_and_a_long_error_is_cut(tmp_path):
+    from tasks.ledger import ledger_stage, read_ledger
+
+    lake = Lake(str(tmp_path / "lake"))
+    with (
+        pytest.raises(KeyboardInterrupt),
+        ledger_stage(lake, "adult", "2024-01-02", "score", "r1", record=record_entry),
+    ):
+        raise KeyboardInterrupt("Ctrl-C")
+    with (
+        pytest.raises(ValueError),
+        ledger_stage(lake, "adult", "2024-01-03", "score", "r2", record=record_entry),
+    ):
+        raise ValueError("x" * 3000)
+    interrupted, failed = read_ledger(lake, "adult").to_dict("records")
+    assert (interrupted["status"], interrupted["error"]) == (
+        "interrupted",
+        "KeyboardInterrupt: Ctrl-C",
+    )
+    assert failed["status"] == "failed"
+    assert failed["error"] == ("ValueError: " + "x" * 3000)[:2000]
+
+
+def test_resource_use_adds_up_but_peak_memory_is_the_highest_seen():
+    usage = LedgerEntry("adult", "2024-01-02", "score", "r1")
+    usage.add_usage({"cpu_seconds": 1.23456, "peak_memory_bytes": 300})
+    usage.add_usage({"cpu_seconds": 2.0, "peak_memory_bytes": 200.7})
+    assert usage.cpu_seconds == 3.235
+    assert usage.peak_memory_bytes == 300 and isinstance(usage.peak_memory_bytes, int)
+    fresh = LedgerEntry("adult", "2024-01-02", "score", "r2")
+    fresh.add_usage({"peak_memory_bytes": 0.9, "cpu_seconds": 0.5})
+    assert (fresh.peak_memory_bytes, fresh.cpu_seconds) == (0, 0.5)
