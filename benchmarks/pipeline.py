@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\ningest at {share:.0%} of the floor's rows/s (target >= {TARGET_SHARE:.0%}: {verdict})"
     )
+    split_rate = valid_rows / split_s
+    verdict = "met" if split_rate >= TARGET_VALIDATION else "NOT met"
+    print(f"validation split at {split_rate:,.0f} rows/s (target >= 5M rows/s: {verdict})")
     return 0
 
 
