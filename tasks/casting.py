@@ -111,16 +111,18 @@ def _cast(text: pa.Array, kind: str, null_tokens: Sequence[str]) -> Cast:
             None,
         )
         return Cast(values, _given_but_null(given, values), none)
-    try:
-        return Cast(pc.cast(given, ARROW_TYPES[kind]), none, none)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
     if kind == "integer":
-        return _integers(given)
-    numbers = pd.to_numeric(given.to_pandas(), errors="coerce")
-    values = pa.array(
-        numbers.to_numpy(dtype=float, na_value=np.nan), pa.float64(), from_pandas=True
-    )
+        try:
+            return Cast(pc.cast(given, pa.int64()), none, none)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return _integers(given)
+    try:
+        values = pc.cast(given, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numbers = pd.to_numeric(given.to_pandas(), errors="coerce")
+        values = pa.array(numbers.to_numpy(dtype=float, na_value=np.nan), pa.float64())
+    # "nan" is not a number that landed: invalid, as a value that does not parse
+    values = pc.if_else(pc.fill_null(pc.is_nan(values), False), None, values)
     return Cast(values, _given_but_null(given, values), none)
 
 

@@ -93,12 +93,11 @@ def _arrow_passes(check: pandera.Check, values: pa.Array) -> np.ndarray | None:
     return pc.fill_null(passes, True).to_numpy(zero_copy_only=False)
 
 
-def pandera_passes(check: pandera.Check, data: pd.Series | pd.DataFrame) -> np.ndarray:
-    """Per row, whether `data` passes `check`, as pandera runs it (nulls pass)."""
+def pandera_passes(check: pandera.Check, data: pd.Series) -> np.ndarray:
+    """Per value of `data`, whether it passes the column check `check`, as pandera runs it
+    (a check may answer for the whole column with one bool)."""
     output = check(data).check_output
-    if isinstance(output, pd.DataFrame):
-        output = output.all(axis=1)
     if not isinstance(output, pd.Series):
         return np.full(len(data), bool(output))
-    # pandera leaves nulls out of what the check sees: they pass
-    return output.reindex(data.index).fillna(True).to_numpy(dtype=bool)
+    # pandera leaves nulls out of what the check sees; `column_failures` never fails a null
+    return output.reindex(data.index, fill_value=True).to_numpy(dtype=bool)

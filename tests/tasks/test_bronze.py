@@ -63,3 +63,45 @@ def test_relanded_files_are_named_added_removed_or_changed():
         "changed": ["p/x.csv"],
     }
     assert relanded_changes(None, after) == {} and relanded_changes(after, after) == {}
+
+
+def test_receipts_stamps_and_a_whole_file_reject_carry_what_the_ledger_needs():
+    import gzip
+    from datetime import UTC, datetime, timedelta
+
+    good = landed("x.csv", b"a,b\n1,2\n")
+    cut = landed("y.csv.gz", gzip.compress(b"a,b\n3,4\n" * 50)[:-30])  # truncated: one reject
+    before = datetime.now(UTC)
+    batch = build(good, cut)
+    receipt = batch.files[0]
+    assert receipt["notes"] == [] and "error" not in receipt
+    stamps = set(batch.bronze.column("_ingested_at").to_pylist())
+    stamps |= set(batch.rejects.column("_ingested_at").to_pylist())
+    (stamp,) = stamps  # one instant for the whole partition
+    assert before <= stamp <= before + timedelta(minutes=1)
+    whole_file = [r for r in batch.rejects.to_pylist() if r["_line"] is None]
+    assert [r["_row_id"] for r in whole_file] == [row_id("t", DS, "y.csv.gz", "file-0")]
+    assert whole_file[0]["_source"] == cut.file.uri
+    assert whole_file[0]["error"].startswith("truncated gzip stream")
+
+
+def test_the_landing_format_and_optional_columns_are_those_of_the_dataset():
+    landing = LandingFormat(aliases={"A": "a"})
+    batch = build_partition.fn(
+        [landed("x.csv", b"A\n1\n")], "t", COLUMNS, DS, "run-1", landing, optional=("b",)
+    )
+    (row,) = batch.bronze.to_pylist()
+    assert (row["a"], row["b"], row["_issues"]) == ("1", None, None)
+
+
+def test_writing_a_partition_names_each_table_its_version_and_the_run(tmp_path):
+    from tasks.lake import RUN_ID_KEY
+
+    lake = Lake(str(tmp_path))
+    versions = write_partition.fn(lake, "t", DS, build(landed("x.csv", b"a,b\n1,2\nbad\n")), "r7")
+    assert versions == {
+        "rejects": lake.version("rejects", "t"),
+        "bronze": lake.version("bronze", "t"),
+    }
+    for table, version in versions.items():
+        assert lake.commit_metadata(table, "t", version)[RUN_ID_KEY] == "r7"

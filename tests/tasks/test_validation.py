@@ -248,3 +248,22 @@ def test_the_checks_fail_exactly_the_rows_pandera_fails_under_the_same_names(row
     assert typed.dtypes.astype(str).tolist() == [
         "Int64" if name in adult.INT_COLUMNS else "object" for name in ADULT.columns
     ]
+
+
+def test_validated_rows_carry_the_validate_run_and_each_table_its_version(tmp_path):
+    from tasks.bronze import bronze_schema
+    from tasks.lake import RUN_ID_KEY, Lake
+    from tasks.validation import write_validated
+
+    lake = Lake(str(tmp_path))
+    frame = bronze({}, {"age": "x"})
+    frame["_run_id"], frame["_extra"] = "ingest-run", None
+    split = split_valid_rows.fn(frame, ADULT)
+    versions = write_validated.fn(
+        lake, ADULT, "2024-01-01", split, bronze_schema(ADULT.columns), "v9"
+    )
+    assert set(versions) == {"quarantine", "silver"}
+    for table, version in versions.items():
+        assert lake.version(table, "adult") == version
+        assert lake.commit_metadata(table, "adult", version)[RUN_ID_KEY] == "v9"
+        assert lake.read(table, "adult").column("_run_id").to_pylist() == ["v9"]

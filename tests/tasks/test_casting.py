@@ -1,0 +1,97 @@
+"""Landed text is typed exactly or named as invalid, never wrapped or rounded, whether a
+column is read plain or dictionary encoded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from tasks.casting import cast_series, cast_text, decoded, few_distinct, given_text
+
+INTEGERS = {
+    " 39 ": 39, "+7": 7, "-5": -5, "40.0": 40, "4e1": 40, "9007199254740993": 9007199254740993,
+    "9223372036854775807": 2**63 - 1, "": None, "?": None, None: None,
+}  # fmt: skip
+NOT_INTEGERS = ["x", "1.5", "1e400"]
+BEYOND = ["9223372036854775808", "-9223372036854775809", "1e19"]
+
+
+def cast(texts: list, kind: str, encoded: bool):
+    array = pa.array(texts, pa.string())
+    if encoded:
+        array = pa.chunked_array(
+            [array.slice(0, 5).dictionary_encode(), array.slice(5).dictionary_encode()]
+        )
+    return cast_text(array, kind, null_tokens=("", "?"))
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["plain", "dictionary"])
+def test_integers_are_exact_and_the_others_named(encoded):
+    texts = list(INTEGERS) + NOT_INTEGERS + BEYOND
+    typed = cast(texts, "integer", encoded)
+    assert typed.values.type == pa.int64()
+    expected = list(INTEGERS.values()) + [None] * (len(NOT_INTEGERS) + len(BEYOND))
+    assert typed.values.to_pylist() == expected
+    invalid, beyond = len(INTEGERS), len(INTEGERS) + len(NOT_INTEGERS)
+    assert np.flatnonzero(typed.invalid).tolist() == list(range(invalid, len(texts)))
+    assert np.flatnonzero(typed.beyond).tolist() == list(range(beyond, len(texts)))
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["plain", "dictionary"])
+def test_floats_booleans_and_text(encoded):
+    floats = cast(["1.5", " -2 ", "1e3", "", "x", "nan", "?", "0.1", "7", "inf"], "float", encoded)
+    assert floats.values.to_pylist()[:5] == [1.5, -2.0, 1000.0, None, None]
+    assert np.flatnonzero(floats.invalid).tolist() == [4, 5]  # "x", and "nan" is no number
+    assert floats.values.to_pylist()[-1] == float("inf")
+    booleans = cast(
+        ["true", "FALSE", "1", "0", "yes", "", " True ", "?", "0", "1"], "boolean", encoded
+    )
+    assert booleans.values.to_pylist() == [
+        True,
+        False,
+        True,
+        False,
+        None,
+        None,
+        True,
+        None,
+        False,
+        True,
+    ]
+    assert np.flatnonzero(booleans.invalid).tolist() == [4]
+    text = cast([" a ", "a", "", "?", "b", None, "a", "b ", "c", "?"], "string", encoded)
+    assert pc.cast(decoded(pa.table({"t": text.values})).column("t"), pa.string()).to_pylist() == [
+        "a", "a", None, None, "b", None, "a", "b", "c", None,
+    ]  # fmt: skip
+    assert not text.invalid.any() and not text.beyond.any()
+
+
+def test_a_column_of_few_distinct_values_is_dictionary_encoded_one_of_many_is_not():
+    few = pa.array(["a", "b", "c"] * 1000)
+    assert few_distinct(few) is not None and len(few_distinct(few).dictionary) == 3
+    assert few_distinct(pa.array([str(i) for i in range(3000)])) is None
+    assert few_distinct(pa.array(["a", "b"] * 100)) is None  # too short to be worth it
+    typed = cast_text(pa.array([" a", "a ", "", "b"] * 300), "string").values
+    assert pa.types.is_dictionary(typed.type)
+    assert typed.dictionary.to_pylist() == ["a", "b"] and typed.null_count == 300
+
+
+def test_a_series_is_typed_on_its_index_as_pandas_types():
+    text = pd.Series(["1", None, "x"], index=[10, 11, 12])
+    numbers = cast_series(text, "integer")
+    assert str(numbers.dtype) == "Int64" and numbers.index.tolist() == [10, 11, 12]
+    assert numbers.iloc[0] == 1 and numbers.isna().tolist() == [False, True, True]
+    words = cast_series(pd.Series([" a", ""]), "string")
+    assert words.dtype == object and words.tolist() == ["a", None]
+
+
+def test_given_text_is_stripped_with_the_null_tokens_null():
+    assert given_text(pa.array([" a ", "NA", "", None]), ("NA",)).to_pylist() == [
+        "a",
+        None,
+        "",
+        None,
+    ]
