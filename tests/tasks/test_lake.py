@@ -41,6 +41,60 @@ def test_a_large_slice_is_written_as_files_at_once_and_committed_as_one(tmp_path
     assert lake.read("bronze", "d", where={"ds": "2024-01-02"}).num_rows == 1
     assert len(lake.table("bronze", "d").file_uris()) == 3 + 1  # a file per core, then ds=01-02
     assert lake.table("bronze", "d").version() == 2  # one commit per replace
+    assert lake.commit_metadata("bronze", "d", 2)["tidewater.slice"] == "ds=2024-01-01"
+
+
+def test_a_large_slice_has_a_file_per_full_share_of_rows_keys_not_dictionary_encoded(
+    tmp_path, monkeypatch
+):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr("tasks.lake.STAGED_WRITE_ROWS", 10)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    lake = Lake(str(tmp_path))
+    rows = day("2024-01-01", list(range(25))).append_column(
+        "_row_id", pa.array([f"r{i}" for i in range(25)])
+    )
+    lake.replace_slice("bronze", "d", rows, {"ds": "2024-01-01"}, run_id="a")
+    files = lake.table("bronze", "d").file_uris()
+    assert len(files) == 2  # 25 rows: two shares of at least 10
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        column = meta.schema.names.index("_row_id")
+        assert not any("DICTIONARY" in e for e in meta.row_group(0).column(column).encodings)
+
+
+def test_a_slice_of_several_keys_replaces_only_itself_each_slice_its_own_transaction(tmp_path):
+    lake = Lake(str(tmp_path))
+    keys = ("ds", "model_version")
+
+    def predictions(version: str, values: list[int]) -> pa.Table:
+        return day("2024-01-01", values).append_column(
+            "model_version", pa.array([version] * len(values))
+        )
+
+    for version, values in (("v1", [1, 2]), ("v2", [3]), ("v1", [7])):
+        lake.replace_slice(
+            "predictions", "d", predictions(version, values),
+            {"ds": "2024-01-01", "model_version": version}, run_id="r", partition_by=keys,
+        )  # fmt: skip
+    rows = lake.read("predictions", "d").sort_by("x").to_pydict()
+    assert list(zip(rows["model_version"], rows["x"], strict=True)) == [("v2", 3), ("v1", 7)]
+    table = lake.table("predictions", "d")
+    v1 = table.transaction_version("tidewater:predictions:d:ds=2024-01-01,model_version=v1")
+    v2 = table.transaction_version("tidewater:predictions:d:ds=2024-01-01,model_version=v2")
+    assert v1 is not None and v2 is not None and v1 != v2
+
+
+def test_a_table_not_yet_written_has_no_version(tmp_path):
+    assert Lake(str(tmp_path)).version("bronze", "d") is None
+
+
+def test_an_error_is_named_by_its_type_and_its_first_line_cut_at_500_characters():
+    from tasks.lake import _first_line
+
+    assert _first_line(ValueError("")) == "ValueError: "
+    assert _first_line(OSError("x" * 600 + "\nsecond line")) == "OSError: " + "x" * 500
 
 
 def test_an_empty_slice_clears_the_day(tmp_path):
