@@ -95,3 +95,26 @@ def test_given_text_is_stripped_with_the_null_tokens_null():
         "",
         None,
     ]
+
+
+def test_the_kind_of_each_schema_dtype():
+    from tasks.casting import kind_of
+
+    kinds = {"Int64": "integer", "int32": "integer", "Float64": "float", "float32": "float"}
+    kinds |= {"boolean": "boolean", "bool": "boolean", "str": "string", "object": "string"}
+    assert {dtype: kind_of(dtype) for dtype in kinds} == kinds
+
+
+def test_the_64_bit_edges_and_numerals_a_float_holds_exactly():
+    texts = ["-9223372036854775808", "9.007199254740992e15", "9.3e18", "-1e19", "nan", "1"]
+    typed = cast_text(pa.array(texts), "integer")
+    assert typed.values.to_pylist() == [-(2**63), 2**53, None, None, None, 1]
+    assert typed.invalid.tolist() == [False, False, True, True, True, False]
+    assert typed.beyond.tolist() == [False, False, True, True, False, False]
+
+
+def test_text_of_other_types_is_typed_as_its_text():
+    numbers = cast_text(pa.array([1, None, 3]), "integer")
+    assert numbers.values.to_pylist() == [1, None, 3] and not numbers.invalid.any()
+    binary = pa.array([b"7", b"8"] * 600).dictionary_encode()
+    assert cast_text(binary, "integer").values.to_pylist() == [7, 8] * 600

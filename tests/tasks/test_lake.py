@@ -431,3 +431,25 @@ def test_the_log_records_each_committed_files_rows_and_when_it_was_added(tmp_pat
     assert [by_path[f.path]["size_bytes"] for f in staged] == [f.size for f in staged]
     now_ms = time.time() * 1000
     assert all(now_ms - 60_000 < row["modification_time"] <= now_ms for row in by_path.values())
+
+
+@pytest.mark.parametrize("dictionaries", [(), ("y",)], ids=["plain", "dictionaries"])
+def test_a_read_takes_one_day_and_the_columns_asked_for(tmp_path, dictionaries):
+    lake = Lake(str(tmp_path))
+    for ds, values in (("2024-01-01", [1, 2]), ("2024-01-02", [3])):
+        rows = day(ds, values).append_column("y", pa.array(["a"] * len(values)))
+        lake.replace_slice("bronze", "d", rows, {"ds": ds}, run_id="a")
+    read = lake.read(
+        "bronze", "d", where={"ds": "2024-01-01"}, columns=["y"], dictionaries=dictionaries
+    )
+    assert read.column_names == ["y"] and read.num_rows == 2  # bronze's text, as validate reads it
+    assert pa.types.is_dictionary(read.schema.field("y").type) == bool(dictionaries)
+    whole = lake.read("bronze", "d", dictionaries=dictionaries)
+    assert whole.num_rows == 3 and set(whole.column_names) == {"ds", "x", "y"}
+
+
+def test_compacting_a_table_not_yet_written_does_nothing(tmp_path):
+    lake = Lake(str(tmp_path))
+    assert lake.compact("ledger") is False
+    lake.replace_slice("bronze", "d", day("2024-01-01", [1]), {"ds": "2024-01-01"}, run_id="a")
+    assert lake.compact("bronze", "d") is True

@@ -267,3 +267,30 @@ def test_validated_rows_carry_the_validate_run_and_each_table_its_version(tmp_pa
         assert lake.version(table, "adult") == version
         assert lake.commit_metadata(table, "adult", version)[RUN_ID_KEY] == "v9"
         assert lake.read(table, "adult").column("_run_id").to_pylist() == ["v9"]
+
+
+def test_row_wide_checks_answering_per_value_per_row_or_at_once_fail_what_pandera_fails():
+    import pandera.pandas as pandera
+    import pyarrow as pa
+
+    from tasks.validation import _PandasView, _row_check_failures
+
+    typed = pa.table({"a": pa.array([1, 5, None, 9]), "b": pa.array([2, None, None, -1])})
+    per_value = pandera.Check(lambda df: df > 0, name="positive")
+    per_row = pandera.Check(lambda df: df["a"] < 6, name="a below 6")
+    schema = pandera.DataFrameSchema(checks=[per_value, per_row])
+    failures = {
+        label: rows.tolist()
+        for label, rows in _row_check_failures(schema, typed, _PandasView(typed), "t")
+    }
+    assert failures == {
+        "row: positive": [False, False, False, True],  # nulls pass, as in pandera
+        "row: a below 6": [False, False, False, True],  # a row of nulls only passes
+    }
+    frame = typed.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    with pytest.raises(pandera.errors.SchemaErrors) as raised:
+        schema.validate(frame, lazy=True)
+    assert set(raised.value.failure_cases["index"].dropna().astype(int)) == {3}
+    at_once = pandera.DataFrameSchema(checks=[pandera.Check(lambda df: False, name="never")])
+    with pytest.raises(ValueError, match="schema failed as a whole: row: never"):
+        _row_check_failures(at_once, typed, _PandasView(typed), "t")
