@@ -13,6 +13,7 @@ mutated body, which are kept undecorated. The decorators' own arguments (retries
 not mutated: they are evaluated once, at import. The patch fits mutmut 3.8 (pinned).
 
     python .ci/mutation.py            # run what is not yet run, then print the score
+    python .ci/mutation.py --max-children 2   # the same, two test processes at once
     python .ci/mutation.py --score    # only print the score of the last run (the mutants
                                       # listed in mutation-equivalents.txt left out)
     python .ci/mutation.py --survivors  # the mutants no test killed, with their changes
