@@ -272,9 +272,11 @@ def _parse_csv_with_arrow(
         data, start, names, first_line, delimiter, landing.quotechar, landing.encoding
     )
     table = _as_records(read.rows, read.lines, columns, missing)
-    again = [reject for reject in read.rejects if "\n" in reject.text or "\r" in reject.text]
+    again = []
     for reject in read.rejects:
-        if reject not in again:
+        if "\n" in reject.text or "\r" in reject.text:
+            again.append(reject)
+        else:
             error = f"expected {reject.expected} fields, found {reject.found}"
             parsed.rejects.append(Reject(reject.line, reject.text, error))
     if again:
