@@ -463,7 +463,7 @@ def _parse_jsonl_with_arrow(
     lines = np.flatnonzero(ends > starts)
     if len(lines) != rows.num_rows:
         raise NotArrowReadable(f"{rows.num_rows} objects on {len(lines)} non-blank lines")
-    texts = {name: _texts(column) for name, column in zip(names, rows.columns, strict=True)}
+    texts = {name: _as_texts(column) for name, column in zip(names, rows.columns, strict=True)}
     with_null = np.zeros(rows.num_rows, dtype=bool)
     for text in texts.values():
         with_null |= pc.is_null(text).to_numpy(zero_copy_only=False)
@@ -487,16 +487,14 @@ def _parse_jsonl_with_arrow(
     return parsed
 
 
-def _texts(column: pa.ChunkedArray) -> pa.Array:
-    """A JSON column as text, each value as `_as_text` writes it."""
+def _as_texts(column: pa.ChunkedArray) -> pa.Array:
+    """A typed column (JSON, Parquet) as text: cast by Arrow, else each value as `_as_text`
+    writes it (nested values as JSON)."""
     column = column.combine_chunks()
-    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+    try:
         return pc.cast(column, pa.string())
-    if pa.types.is_boolean(column.type) or pa.types.is_string(column.type):
-        return pc.cast(column, pa.string())
-    if pa.types.is_null(column.type):
-        return pa.nulls(len(column), pa.string())
-    return pa.array([_as_text(value) for value in column.to_pylist()], pa.string())
+    except (pa.ArrowException, NotImplementedError):
+        return pa.array(map(_as_text, column.to_pylist()), pa.string())
 
 
 def _parse_jsonl_lines(data: bytes, columns: Sequence[str], landing: LandingFormat) -> ParsedFile:
@@ -533,14 +531,7 @@ def parse_parquet(
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as error:
         return ParsedFile(rejects=[Reject(None, None, f"unreadable Parquet file: {error}")])
-    texts: dict[str, pa.ChunkedArray] = {}
-    for name in table.column_names:
-        column = table.column(name)
-        try:
-            text = column.cast(pa.string())
-        except (pa.ArrowException, NotImplementedError):
-            text = pa.chunked_array([pa.array(map(_as_text, column.to_pylist()), pa.string())])
-        texts[aliases.get(name, name)] = text
+    texts = {aliases.get(name, name): _as_texts(table.column(name)) for name in table.column_names}
     missing = [name for name in columns if name not in texts]
     parsed = ParsedFile(notes=[f"missing columns {missing}"] if missing else [])
     rows = pa.table(texts) if texts else pa.table({})
