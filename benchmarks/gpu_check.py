@@ -13,7 +13,8 @@ to carry when neither fits) and runs the steps:
 
 * tests: `pytest -m gpu` (kernels against the CPU twin and XGBoost, LocalCUDACluster scoring);
 * sanitizer: compute-sanitizer memcheck, racecheck and synccheck on forest kernel launches;
-* forest: `benchmarks.forest` at 1M and 10M rows, 500 trees, depth 8 (its GPU columns);
+* forest: `benchmarks.forest --no-cpu` at 1M and 10M rows, 500 trees, depth 8, on the
+  Adult, HIGGS-like and best-case models (its GPU columns; models trained on the GPU);
 * scoring: the GPU row of `benchmarks.scoring` at 10M rows.
 
 Each step's figures go to `gpu-check.md` / `gpu-check.json` (card, driver, versions, date),
@@ -485,7 +486,11 @@ def step_forest(args, logfile, timeout: float) -> dict:
         "500",
         "--depths",
         "8",
-        "--deep",
+        "--models",
+        "adult",
+        "higgs",
+        "best",
+        "--no-cpu",
         "--repeats",
         "5",
     ]

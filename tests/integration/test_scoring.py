@@ -260,6 +260,10 @@ def _wait_for(condition, seconds: float) -> None:
 @pytest.mark.gpu
 def test_local_cuda_cluster_scores_like_the_cpu(scored_day):
     settings, _, _, _ = scored_day
+    with local_cluster(ClusterSpec(workers=1, device="cpu")) as address:
+        run = settings.model_copy(update={"dask_address": address})
+        with use_settings(run):
+            score.with_options(task_runner=_runner(address))("adult", DS)
     cpu = predictions(settings)
     spec = ClusterSpec(device="auto")
     with local_cluster(spec) as address:
@@ -278,7 +282,8 @@ def test_gpu_out_of_memory_halves_the_batch(scored_day):
 
     from tasks.scoring import cached_forest, predict_in_batches
 
-    rows = pa.Table.from_pandas(frame, preserve_index=False)
+    # 20 copies of the day: the first batch's feature matrix (~20 MB) cannot fit the pool.
+    rows = pa.concat_tables([pa.Table.from_pandas(frame, preserve_index=False)] * 20)
     _, forest = cached_forest(
         ModelRef.resolve(registry_of(settings), "adult", card.version, "champion")
     )
@@ -287,9 +292,9 @@ def test_gpu_out_of_memory_halves_the_batch(scored_day):
     cupy.cuda.set_allocator(pool.malloc)
     try:
         scores, device, events = predict_in_batches(
-            rows, card.feature_spec, forest, "gpu", batch_rows=len(frame), min_batch_rows=256
+            rows, card.feature_spec, forest, "gpu", batch_rows=rows.num_rows, min_batch_rows=256
         )
     finally:
         cupy.cuda.set_allocator(cupy.cuda.MemoryPool().malloc)
     assert any("batch halved" in event for event in events)
-    assert len(scores) == len(frame) and not np.isnan(scores).any()
+    assert len(scores) == rows.num_rows and not np.isnan(scores).any()
