@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-from prefect import task
 
 from tasks.lake import Lake
 from tasks.metering import StageMeter
@@ -149,11 +147,6 @@ def record_entry(lake: Lake, entry: LedgerEntry) -> int:
     return version
 
 
-@task(retries=2, retry_delay_seconds=1)
-def record_ledger(lake: Lake, entry: LedgerEntry) -> int:
-    return record_entry(lake, entry)
-
-
 def read_ledger(
     lake: Lake, dataset: str, ds: str | None = None, *, with_started: bool = False
 ) -> pd.DataFrame:
@@ -239,16 +232,16 @@ def ledger_stage(
     ds: str,
     stage: str,
     run_id: str,
-    record: Callable[[Lake, LedgerEntry], int] = record_ledger,
 ):
     """Records the stage as started (host and pid: a reader can tell a running stage from
     one whose process died), then yields the stage's `LedgerEntry` to fill in and records
     it when the stage ends, with the stage's resource use; as failed (with the error) if
     the stage raised. A stage that failed before its commit (no `delta_versions`) wrote no
-    row: its row keeps what it read (`rows_in`) and claims nothing written. `record`
-    appends the rows: the Prefect task in flows, `record_entry` outside any flow."""
+    row: its row keeps what it read (`rows_in`) and claims nothing written. The rows are
+    appended by plain calls, not Prefect tasks: the lake retries and reconciles each
+    commit, and ten task runs more a day would only load the Prefect API."""
     where = {"host": socket.gethostname(), "pid": os.getpid()}
-    record(lake, LedgerEntry(dataset, ds, stage, run_id, status=STARTED, details=where))
+    record_entry(lake, LedgerEntry(dataset, ds, stage, run_id, status=STARTED, details=where))
     entry = LedgerEntry(dataset=dataset, ds=ds, stage=stage, run_id=run_id)
     meter = StageMeter().start()
     try:
@@ -261,10 +254,10 @@ def ledger_stage(
         if not entry.delta_versions:
             entry.rows_out = entry.rows_diverted = None
         entry.add_usage(meter.stop())
-        record(lake, entry)
+        record_entry(lake, entry)
         raise
     entry.add_usage(meter.stop())
-    record(lake, entry)
+    record_entry(lake, entry)
 
 
 def record_ended_run(

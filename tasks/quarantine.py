@@ -237,7 +237,7 @@ def replay_fixes(
     who replayed which file and what became of each row; `ReplayError` (nothing replayable)
     is raised before anything is written or recorded."""
     plan = plan_replay(lake, dataset, ds, fixes)
-    with ledger_stage(lake, dataset.name, ds, "replay", run_id, record=record_entry) as entry:
+    with ledger_stage(lake, dataset.name, ds, "replay", run_id) as entry:
         entry.rows_in = len(fixes.rows)
         entry.rows_diverted = len(plan.outcome.still_failing)
         entry.details = _ledger_details(plan.outcome, fixes, who or getpass.getuser())

@@ -64,13 +64,13 @@ def test_a_stage_failing_before_its_commit_claims_no_row_written(tmp_path):
     lake = Lake(str(tmp_path / "lake"))
     with (
         pytest.raises(OSError, match="No space left"),
-        ledger_stage(lake, "adult", "2024-01-02", "ingest", "r1", record=record_entry) as stage,
+        ledger_stage(lake, "adult", "2024-01-02", "ingest", "r1") as stage,
     ):
         stage.rows_in, stage.rows_out, stage.rows_diverted = 6116, 6106, 10
         raise OSError(28, "No space left on device")  # the bronze commit fails
     with (
         pytest.raises(ValueError, match="limit"),
-        ledger_stage(lake, "adult", "2024-01-02", "validate", "r2", record=record_entry) as stage,
+        ledger_stage(lake, "adult", "2024-01-02", "validate", "r2") as stage,
     ):
         stage.rows_in, stage.rows_out, stage.rows_diverted = 6106, 4000, 2106
         stage.delta_versions = {"silver": 3, "quarantine": 2}  # committed, then the limit
@@ -100,9 +100,9 @@ def test_a_stage_in_progress_is_running_and_one_whose_process_died_is_crashed(tm
 
     lake = Lake(str(tmp_path / "lake"))
     here = socket.gethostname()
-    with ledger_stage(lake, "adult", "2024-01-02", "ingest", "r1", record=record_entry):
+    with ledger_stage(lake, "adult", "2024-01-02", "ingest", "r1"):
         pass
-    with ledger_stage(lake, "adult", "2024-01-02", "score", "r1", record=record_entry):
+    with ledger_stage(lake, "adult", "2024-01-02", "score", "r1"):
         (day,) = day_status(lake, "adult")  # while the stage runs
         assert day["stages"] == {"ingest": "succeeded", "score": "running"}
         assert day["errors"] == {}
@@ -166,15 +166,6 @@ def test_the_ledger_stays_a_few_files_however_many_rows_it_holds(tmp_path):
     assert len(lake.table("ledger").file_uris()) <= 4
     ledger = read_ledger(lake, "adult")
     assert sorted(ledger["rows_in"]) == list(range(COMPACT_EVERY * 2 + 3))  # nothing lost
-
-
-def test_the_prefect_task_records_the_entry_as_record_entry_does(tmp_path):
-    from tasks.ledger import read_ledger, record_ledger
-
-    lake = Lake(str(tmp_path / "lake"))
-    assert record_ledger.fn(lake, entry("2024-01-02", "ingest", "r1", rows_in=3)) == 0
-    assert record_ledger.fn(lake, entry("2024-01-02", "validate", "r1")) == 1
-    assert list(read_ledger(lake, "adult")["stage"]) == ["ingest", "validate"]
 
 
 def test_each_backfill_is_its_latest_row_those_rows_oldest_first(tmp_path):
@@ -330,7 +321,7 @@ def test_a_started_row_names_its_run_host_and_pid(tmp_path):
     from tasks.ledger import ledger_stage, read_ledger
 
     lake = Lake(str(tmp_path / "lake"))
-    with ledger_stage(lake, "adult", "2024-01-02", "score", "r1", record=record_entry):
+    with ledger_stage(lake, "adult", "2024-01-02", "score", "r1"):
         (started,) = read_ledger(lake, "adult", with_started=True).to_dict("records")
     assert (started["status"], started["run_id"]) == ("started", "r1")
     assert started["details"] == {"host": socket.gethostname(), "pid": os.getpid()}
@@ -342,12 +333,12 @@ def test_a_stage_ended_by_a_signal_reads_interrupted_and_a_long_error_is_cut(tmp
     lake = Lake(str(tmp_path / "lake"))
     with (
         pytest.raises(KeyboardInterrupt),
-        ledger_stage(lake, "adult", "2024-01-02", "score", "r1", record=record_entry),
+        ledger_stage(lake, "adult", "2024-01-02", "score", "r1"),
     ):
         raise KeyboardInterrupt("Ctrl-C")
     with (
         pytest.raises(ValueError),
-        ledger_stage(lake, "adult", "2024-01-03", "score", "r2", record=record_entry),
+        ledger_stage(lake, "adult", "2024-01-03", "score", "r2"),
     ):
         raise ValueError("x" * 3000)
     interrupted, failed = read_ledger(lake, "adult").to_dict("records")
