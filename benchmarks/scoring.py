@@ -273,7 +273,7 @@ def _kernel_process(settings, version, shards, device, repeats, start, results) 
     card, forest = cached_forest(_model_ref(settings, version))
     spec = card.feature_spec
     columns = sorted({"_row_id", *spec.names})
-    options = lake_of(settings).storage_options
+    store = lake_of(settings).store
     sync = _device_sync(device)
 
     def kernels(batch) -> None:
@@ -285,7 +285,7 @@ def _kernel_process(settings, version, shards, device, repeats, start, results) 
 
     batches = []
     for shard in shards:
-        rows = read_shard(shard, columns, options, spec.categorical)
+        rows = read_shard(shard, columns, store, spec.categorical)
         batches += [rows.slice(at, settings.score_batch_rows)
                     for at in range(0, rows.num_rows, settings.score_batch_rows)]  # fmt: skip
     kernels(batches[0].slice(0, 1024))
@@ -323,7 +323,7 @@ def stage_profile(settings, version: str, ds: str, rows: int) -> dict[str, float
     numba.set_num_threads(1)
     model = _model_ref(settings, version)
     card, forest = cached_forest(model)
-    stored_profile = load_profile(model.profile_uri, model.storage_options)
+    stored_profile = load_profile(model.profile_uri, model.store)
     histograms = HistogramPass(stored_profile) if stored_profile is not None else None
     spec = card.feature_spec
     columns = sorted({"_row_id", *spec.names})
@@ -331,13 +331,13 @@ def stage_profile(settings, version: str, ds: str, rows: int) -> dict[str, float
     shards = plan_shards.fn(lake, DATASET, ds, settings.shard_rows, settings.shard_bytes)
     scratch = Lake(str(Path(settings.home) / "scratch-lake"), {}, settings.lake_row_group_rows)
     slice_ = {"ds": ds, "model_version": version}
-    warm = read_shard(shards[0], columns, lake.storage_options).slice(0, 1024)
+    warm = read_shard(shards[0], columns, lake.store).slice(0, 1024)
     predict(forest, feature_matrix(warm, spec), output="probability")
     out = {"read": 0.0, "encode": 0.0, "predict": 0.0, "score_rows": 0.0, "stage": 0.0}
     staged = []
     for shard in shards:
         seconds, table = _timed(
-            lambda s=shard: read_shard(s, columns, lake.storage_options, spec.categorical)
+            lambda s=shard: read_shard(s, columns, lake.store, spec.categorical)
         )
         out["read"] += seconds
         seconds, X = _timed(lambda t=table: feature_matrix(t, spec))

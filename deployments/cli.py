@@ -202,12 +202,12 @@ def _train_first(dataset: str, days: list[str] | None, promote: bool) -> str:
 def _catch_up_labels(dataset: str, settings, lake) -> None:
     """Ingest the labels feed's days that landed and were never ingested."""
     from flows.labels import ingest_labels
-    from flows.resources import storage_options_of
+    from flows.resources import store_of
     from tasks.labels import labels_feed
     from tasks.landing import landed_days
     from tasks.ledger import succeeded_days
 
-    feed = landed_days(settings.landing_uri, labels_feed(dataset), storage_options_of(settings))
+    feed = landed_days(settings.landing_uri, labels_feed(dataset), store_of(settings))
     ingested = set(succeeded_days(lake, dataset, "labels"))
     for ds in [ds for ds in feed if ds not in ingested]:
         with console.status(f"ingesting {labels_feed(dataset)} ds={ds}"):
@@ -338,7 +338,7 @@ def land(
     seed: int = 0,
 ) -> None:
     """Write DAYS daily landing partitions of DATASET's real data, from START."""
-    from flows.resources import storage_options_of
+    from flows.resources import store_of
 
     spec, settings = _dataset(dataset), _settings()
     if spec.land is None:
@@ -355,7 +355,7 @@ def land(
             drift_from=drift_from.date() if drift_from else None,
             bad_files=bad_files,
             seed=seed,
-            storage_options=storage_options_of(settings),
+            storage_options=store_of(settings).fsspec_options(settings.landing_uri),
         )
     console.print(f"landed {len(written)} files under {settings.landing_uri}/{dataset}/")
 
@@ -380,11 +380,11 @@ def run(
 def _fail_unless_landed(dataset: str, ds: str, settings) -> None:
     """A day with nothing landed fails at once, recorded in the ledger as a failed ingest,
     before any server or cluster starts."""
-    from flows.resources import lake_of, storage_options_of
+    from flows.resources import lake_of, store_of
     from tasks.landing import landed_days
     from tasks.ledger import LedgerEntry, record_entry
 
-    if ds in landed_days(settings.landing_uri, dataset, storage_options_of(settings)):
+    if ds in landed_days(settings.landing_uri, dataset, store_of(settings)):
         return
     folder = f"{settings.landing_uri.rstrip('/')}/{dataset}/ds={ds}/"
     error = f"nothing landed for {dataset} ds={ds} (no {folder})"
@@ -433,7 +433,7 @@ def backfill(
     --stages say otherwise). Days with nothing landed are listed, not run. The days run as
     flow runs of the daily deployment on the work pool (tagged backfill:ID), or in this
     process with --local, MAX_PARALLEL at once; exits 1 if a day failed."""
-    from flows.resources import lake_of, storage_options_of
+    from flows.resources import lake_of, store_of
     from tasks.backfill import plan_backfill
     from tasks.landing import landed_days
     from tasks.ledger import day_status
@@ -441,7 +441,7 @@ def backfill(
     _dataset(dataset)
     settings = _settings()
     chosen = [name.strip() for text in stages or [] for name in text.split(",") if name.strip()]
-    landed = landed_days(settings.landing_uri, dataset, storage_options_of(settings))
+    landed = landed_days(settings.landing_uri, dataset, store_of(settings))
     in_range = [ds for ds in landed if _day(start) <= ds <= _day(end)]
     try:
         plan = plan_backfill(
@@ -489,7 +489,7 @@ def backfill(
 
 def _relanded_days(dataset: str, days: list[str], settings) -> set[str]:
     """Those of `days` whose landed files (names, sizes) differ from their latest ingest's."""
-    from flows.resources import lake_of, storage_options_of
+    from flows.resources import lake_of, store_of
     from tasks.backfill import landing_changed
     from tasks.landing import list_landed_files
     from tasks.ledger import latest_runs
@@ -501,9 +501,7 @@ def _relanded_days(dataset: str, days: list[str], settings) -> set[str]:
     changed = set()
     for ds in [ds for ds in days if ingests.get(ds)]:
         try:
-            files, _ = list_landed_files(
-                settings.landing_uri, dataset, ds, storage_options_of(settings)
-            )
+            files, _ = list_landed_files(settings.landing_uri, dataset, ds, store_of(settings))
         except FileNotFoundError:  # a folder with no data file left
             files = []
         if landing_changed([(file.uri, file.size) for file in files], ingests[ds]):
@@ -1092,7 +1090,7 @@ def doctor() -> None:
     settings = _settings()
     from deployments.doctor import exit_code, render_checks, run_checks
     from deployments.server import running_server
-    from flows.resources import dask_address_of, storage_options_of
+    from flows.resources import dask_address_of, store_of
 
     embedded = running_server(settings.home)
     api_url = os.environ.get("PREFECT_API_URL") or (embedded and embedded["api_url"])
@@ -1102,7 +1100,7 @@ def doctor() -> None:
             api_url=api_url,
             dask_address=dask_address_of(settings),
             work_pool=settings.work_pool,
-            storage_options=storage_options_of(settings),
+            store=store_of(settings),
         )
     console.print(render_checks(checks))
     raise typer.Exit(exit_code(checks))
@@ -1206,7 +1204,7 @@ def demo(
     spec = _dataset(dataset)
     from concurrent.futures import ThreadPoolExecutor
 
-    from flows.resources import registry_of, storage_options_of
+    from flows.resources import registry_of, store_of
 
     with ThreadPoolExecutor(2) as meanwhile:  # while the services start
         landed = meanwhile.submit(
@@ -1215,7 +1213,7 @@ def demo(
             start.date(),
             days,
             drift_from=(start + timedelta(days=drift_day - 1)).date(),
-            storage_options=storage_options_of(settings),
+            storage_options=store_of(settings).fsspec_options(settings.landing_uri),
             labels_delay_days=labels_delay,
         )
         # opening the registry imports MLflow and creates its database: seconds

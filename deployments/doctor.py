@@ -34,6 +34,8 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
+from tasks.storage import LOCAL, Store
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -57,13 +59,6 @@ class Check:
     status: Status
     detail: str
     fix: str | None = None
-
-
-def _plain_options(options: Any) -> dict[str, str]:
-    """Storage options as a plain dict, whether given as a mapping or a pydantic Secret."""
-    if hasattr(options, "get_secret_value"):
-        options = options.get_secret_value()
-    return dict(options or {})
 
 
 def _error(error: BaseException) -> str:
@@ -290,15 +285,13 @@ def check_dask(address: str | None, *, timeout: float = 5.0) -> Check:
 # --- storage and models ----------------------------------------------------------------
 
 
-def check_storage(label: str, uri: str, storage_options: Any = None) -> Check:
+def check_storage(label: str, uri: str, store: Store = LOCAL) -> Check:
     """Write, read back and delete a probe file under `uri` (fsspec)."""
-    import fsspec
-
     name = f"storage {label}"
     probe_name = f"_doctor-probe-{uuid.uuid4().hex}"
     payload = probe_name.encode()
     try:
-        fs, root = fsspec.core.url_to_fs(uri, **_plain_options(storage_options))
+        fs, root = store.filesystem(uri)
         local = "file" in fs.protocol or "local" in fs.protocol
         if local:
             # Object stores have no folders, and creating one there could create a bucket.
@@ -319,7 +312,7 @@ def check_storage(label: str, uri: str, storage_options: Any = None) -> Check:
         return Check(
             name,
             "fail",
-            f"cannot write, read and delete under {uri}: {_error(error)}",
+            f"cannot write, read and delete under {store.describe(uri)}: {_error(error)}",
             f"{how}, or point TIDEWATER_{label.upper()}_URI elsewhere",
         )
     if read != payload:
@@ -327,27 +320,22 @@ def check_storage(label: str, uri: str, storage_options: Any = None) -> Check:
     return Check(name, "ok", f"{uri}: write, read, delete")
 
 
-def check_model_registry(
-    tracking_uri: str, models_uri: str = "", storage_options: Any = None
-) -> Check:
+def check_model_registry(tracking_uri: str, models_uri: str = "", store: Store = LOCAL) -> Check:
     """The MLflow registry answers; every dataset's aliases (champion, challenger) name a
     version whose bytes match the checksum the registry holds; reports which datasets have
     a champion."""
-    import fsspec
-
     from tasks.registry import PREFIX, ModelRegistry
 
     name = "model registry"
-    options = _plain_options(storage_options)
     if models_uri:
-        fsspec.core.url_to_fs(models_uri, **options)  # the artifact root's protocol is known
+        store.filesystem(models_uri)  # the artifact root's protocol is known
     if tracking_uri.startswith("sqlite:///"):
         database = tracking_uri.removeprefix("sqlite:///")
         if not os.path.exists(database):
             return Check(
                 name, "ok", f"no registry yet at {database}; a first run creates it and trains"
             )
-    registry = ModelRegistry(tracking_uri, models_uri, options)
+    registry = ModelRegistry(tracking_uri, models_uri, store)
     models = registry.client.search_registered_models(f"name LIKE '{PREFIX}-%'")
     datasets = sorted(model.name.removeprefix(f"{PREFIX}-") for model in models)
     if not datasets:
@@ -513,11 +501,11 @@ def run_checks(
     api_url: str | None,
     dask_address: str | None,
     work_pool: str = "tidewater",
-    storage_options: Any = None,
+    store: Store | None = None,
 ) -> list[Check]:
-    """Every check, in order; a check that crashes becomes a `fail`. Secrets (storage option
-    values, the Prefect auth string) are masked in every detail and fix. `storage_options`
-    are the resolved options (default: the settings' own)."""
+    """Every check, in order; a check that crashes becomes a `fail`. Secrets (the store's
+    credentials, the Prefect auth string) are masked in every detail and fix. `store` is
+    the resolved store (default: the settings' own options')."""
     auth = _prefect_auth_string()
     checks = [_guarded("Prefect API", check_prefect_api, api_url, auth_string=auth)]
     if checks[0].status == "fail":
@@ -532,22 +520,23 @@ def run_checks(
             _guarded(f"work pool {work_pool}", check_work_pool, api_url, work_pool),
         ]
     checks.append(_guarded("Dask", check_dask, dask_address))
-    options = settings.storage_options if storage_options is None else storage_options
+    if store is None:
+        store = Store.from_options(settings.storage_options.get_secret_value())
     for label in ("landing", "lake", "reports", "models"):
         uri = getattr(settings, f"{label}_uri")
-        checks.append(_guarded(f"storage {label}", check_storage, label, uri, options))
+        checks.append(_guarded(f"storage {label}", check_storage, label, uri, store))
     checks += [
         _guarded(
             "model registry",
             check_model_registry,
             settings.tracking_uri,
             settings.models_uri,
-            options,
+            store,
         ),
         _guarded("GPU", check_gpu, settings.device),
         _guarded("versions", check_versions),
     ]
-    secrets = [v for v in _plain_options(options).values() if _maybe_secret(v)]
+    secrets = [v for v in store.delta_options("s3://any").values() if _maybe_secret(v)]
     secrets += [auth] if auth else []
     return [
         replace(c, detail=_redact(c.detail, secrets), fix=_redact(c.fix, secrets)) for c in checks

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from datasets import get_dataset
-from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, storage_options_of
+from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, store_of
 from flows.settings import current_settings
 from tasks.bronze import UnreadableFiles, build_partition, relanded_changes, write_partition
 from tasks.landing import fetch_partition, without_duplicates
@@ -22,9 +22,7 @@ def ingest(dataset: str, ds: str) -> dict:
         spec = get_dataset(dataset)
         migrated = migrate_tables(lake, spec, ["bronze"])
         previous = last_succeeded(lake, dataset, ds, "ingest")
-        contents, markers = fetch_partition(
-            settings.landing_uri, dataset, ds, storage_options_of(settings)
-        )
+        contents, markers = fetch_partition(settings.landing_uri, dataset, ds, store_of(settings))
         hidden_data = [name for name in markers if spec.landing.kind_of(name) is not None]
         if hidden_data:  # skipped by the hidden/marker convention, though they look like data
             get_run_logger().warning(

@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 
 from datasets import get_dataset
 from flows.monitor import monitor
-from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, storage_options_of
+from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, store_of
 from flows.settings import current_settings
 from tasks.bronze import UnreadableFiles
 from tasks.labels import build_labels, labelled_days, labels_feed, write_labels
@@ -18,7 +18,7 @@ from tasks.schema_evolution import migrate_tables
 def labels_landed(settings, dataset: str, ds: str) -> bool:
     """Whether the labels feed has a partition for day `ds`."""
     feed = labels_feed(dataset)
-    return ds in landed_days(settings.landing_uri, feed, storage_options_of(settings))
+    return ds in landed_days(settings.landing_uri, feed, store_of(settings))
 
 
 @flow(name="labels", flow_run_name="labels-{dataset}-{ds}", **RUN_END_HOOKS)
@@ -30,7 +30,7 @@ def ingest_labels(dataset: str, ds: str) -> dict:
         spec = get_dataset(dataset)
         migrate_tables(lake, spec, ["labels"])
         contents, markers = fetch_partition(
-            settings.landing_uri, labels_feed(dataset), ds, storage_options_of(settings)
+            settings.landing_uri, labels_feed(dataset), ds, store_of(settings)
         )
         batch = build_labels(contents, spec, ds, run_id)
         entry.files = batch.files

@@ -13,7 +13,7 @@ from flows.resources import (
     current_run_id,
     lake_of,
     registry_of,
-    storage_options_of,
+    store_of,
 )
 from flows.settings import current_settings
 from reports import (
@@ -62,7 +62,7 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
     """
     settings = current_settings()
     lake, run_id = lake_of(settings), current_run_id()
-    options = storage_options_of(settings)
+    store = store_of(settings)
     policy = DriftPolicy(retrain_share=settings.drift_retrain_share)
     with ledger_stage(lake, dataset, ds, "monitor", run_id) as entry:
         spec = get_dataset(dataset)
@@ -92,7 +92,7 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
             today = decide_day(lake, dataset, today, settings.retrain_policy_for(dataset))
         reasons = [*today.reasons, *drift.reasons]
         evidently = save_drift_report(
-            settings.reports_uri, dataset, ds, sample, sample_drift, options
+            settings.reports_uri, dataset, ds, sample, sample_drift, store
         )
         quality = quality_metric_rows(
             dataset, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
@@ -131,14 +131,14 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
                 "evidently_report": evidently["html"],
             },
             trend_page(dataset, metrics_history(lake, dataset)),
-            options,
+            store,
         )
         links = {
-            title: report_url(settings.reports_uri, paths[kind], settings.reports_url, options)
+            title: report_url(settings.reports_uri, paths[kind], settings.reports_url, store)
             for title, kind in (("Day report", "html"), ("Trend", "trend"))
         } | {
             "Evidently report (sample)": report_url(
-                settings.reports_uri, evidently["html"], settings.reports_url, options
+                settings.reports_uri, evidently["html"], settings.reports_url, store
             )
         }
         publish_markdown(

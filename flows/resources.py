@@ -15,15 +15,17 @@ from tasks.cluster import ClusterSpec, served_scheduler_address
 from tasks.lake import Lake
 from tasks.ledger import record_ended_run
 from tasks.registry import ModelRegistry
+from tasks.storage import Store
 
 
-def storage_options_of(settings: Settings) -> dict[str, str]:
-    """Storage options from the environment, completed by the Prefect Secret block named in
-    the settings; unwrapped only here, where a store is built."""
+def store_of(settings: Settings) -> Store:
+    """The store of the settings' storage options (either library's spelling), completed by
+    the Prefect Secret block they name and the standard AWS environment; the options are
+    unwrapped only here."""
     options = dict(settings.storage_options.get_secret_value())
     if settings.storage_secret_block:
         options |= _secret_block_options(settings.storage_secret_block)
-    return options
+    return Store.from_options(options)
 
 
 @cache
@@ -35,11 +37,11 @@ def _secret_block_options(name: str) -> dict[str, str]:
 
 
 def lake_of(settings: Settings) -> Lake:
-    return Lake(settings.lake_uri, storage_options_of(settings), settings.lake_row_group_rows)
+    return Lake(settings.lake_uri, store_of(settings), settings.lake_row_group_rows)
 
 
 def registry_of(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.tracking_uri, settings.models_uri, storage_options_of(settings))
+    return ModelRegistry(settings.tracking_uri, settings.models_uri, store_of(settings))
 
 
 def cluster_spec_of(settings: Settings) -> ClusterSpec:

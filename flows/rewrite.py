@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from datasets import get_dataset
 from flows.ingest import ingest
 from flows.labels import ingest_labels
-from flows.resources import lake_of, storage_options_of
+from flows.resources import lake_of, store_of
 from flows.settings import current_settings
 from flows.validate import validate
 from tasks.labels import labels_feed
@@ -34,7 +34,7 @@ def rewrite(dataset: str, tables: list[str] | None = None) -> dict[str, list[str
     from the landing zone, validate from bronze, labels from the labels feed. Returns the
     days rebuilt per table. Predictions are kept (row ids do not change)."""
     settings = current_settings()
-    lake, options = lake_of(settings), storage_options_of(settings)
+    lake, store = lake_of(settings), store_of(settings)
     spec = get_dataset(dataset)
     unknown = sorted(set(tables or ()) - set(REBUILT_FROM))
     if unknown:
@@ -63,12 +63,12 @@ def rewrite(dataset: str, tables: list[str] | None = None) -> dict[str, list[str
         return days
 
     if "bronze" in chosen:
-        validated_days = each_day(ingest, landed_days(settings.landing_uri, dataset, options))
+        validated_days = each_day(ingest, landed_days(settings.landing_uri, dataset, store))
         rebuilt["bronze"] = validated_days
     if "silver" in chosen:
         rebuilt["silver"] = rebuilt["quarantine"] = each_day(validate, validated_days)
     if "labels" in chosen:
-        feed = landed_days(settings.landing_uri, labels_feed(dataset), options)
+        feed = landed_days(settings.landing_uri, labels_feed(dataset), store)
         rebuilt["labels"] = each_day(ingest_labels, feed)
     get_run_logger().info("%s rewritten: %s", dataset, {t: len(d) for t, d in rebuilt.items()})
     if failed:

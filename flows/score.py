@@ -14,7 +14,7 @@ from flows.resources import (
     lake_of,
     registry_of,
     staging_uri_of,
-    storage_options_of,
+    store_of,
 )
 from flows.settings import current_settings
 from reports import artifact_key, publish_markdown, scoring_markdown
@@ -41,7 +41,7 @@ def score(dataset: str, ds: str) -> dict:
     profile (full-data drift, read by the monitor)."""
     settings = current_settings()
     lake, registry, run_id = lake_of(settings), registry_of(settings), current_run_id()
-    options = storage_options_of(settings)
+    store = store_of(settings)
     logger = get_run_logger()
     staging = staging_uri_of(settings, dataset, ds, run_id)
     with ledger_stage(lake, dataset, ds, "score", run_id) as entry:
@@ -63,12 +63,12 @@ def score(dataset: str, ds: str) -> dict:
             staging_uri=unmapped(staging),
             device=unmapped(settings.device),
             batch_rows=unmapped(settings.score_batch_rows),
-            storage_options=unmapped(options),
+            store=unmapped(store),
         )
         results = [progress.advance(future.result()) for future in as_completed(futures)]
         entry.delta_versions = commit_predictions(lake, dataset, ds, models, results, run_id)
         entry.delta_versions |= commit_histograms(lake, dataset, ds, models, results, run_id)
-        attempts = clear_staging(staging, options)
+        attempts = clear_staging(staging, store)
         summary = shard_summary(results, attempts, time.perf_counter() - started)
         entry.rows_in = entry.rows_out = summary["rows"]
         entry.model_version = models[0].version

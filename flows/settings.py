@@ -41,7 +41,8 @@ class Settings(BaseSettings):
         default="", description="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI)"
     )
     storage_options: Secret[dict[str, str]] = Field(
-        default=Secret({}), description="fsspec / delta-rs options for remote URIs (JSON)"
+        default=Secret({}),
+        description="S3 options for remote URIs (JSON, delta-rs's AWS_* or s3fs's spelling)",
     )
     storage_secret_block: str | None = Field(
         default=None, description="a Prefect Secret block holding more storage options (JSON)"
@@ -162,6 +163,14 @@ class Settings(BaseSettings):
         }
         for name, value in defaults.items():
             object.__setattr__(self, name, value)
+        return self
+
+    @model_validator(mode="after")
+    def _storage_can_work(self) -> Settings:
+        """Refuse at start what no store can work with (unsafe rename, an unknown option)."""
+        from tasks.storage import Store
+
+        Store.from_options(self.storage_options.get_secret_value())
         return self
 
 

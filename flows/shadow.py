@@ -11,7 +11,7 @@ from flows.resources import (
     current_run_id,
     lake_of,
     registry_of,
-    storage_options_of,
+    store_of,
 )
 from flows.settings import current_settings
 from reports import artifact_key, publish_markdown
@@ -57,7 +57,7 @@ def shadow(dataset: str, ds: str, champion: str, challenger: str) -> dict:
             dataset,
             ds,
             shadow_html(dataset, ds, champion, challenger, day, verdict),
-            storage_options_of(settings),
+            store_of(settings),
         )
         publish_markdown(
             shadow_markdown(dataset, ds, champion, challenger, day, verdict),

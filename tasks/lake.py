@@ -8,11 +8,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -28,6 +27,7 @@ from deltalake.transaction import AddAction
 from pyarrow.dataset import ParquetReadOptions
 
 from tasks import step
+from tasks.storage import LOCAL, Store
 
 # A column's min/max in the Delta log is cut to this many bytes: one huge landed value
 # (kept whole in its row) would otherwise be copied into the log, and every later open of
@@ -101,7 +101,7 @@ class Lake:
     """
 
     root: str
-    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
+    store: Store = LOCAL
     row_group_rows: int = 128 * 1024
     commit_attempts: int = 8
 
@@ -116,7 +116,8 @@ class Lake:
         return f"{root}/{table}/{dataset}"
 
     def _options(self) -> dict[str, str] | None:
-        return dict(self.storage_options) or None
+        """delta-rs's spelling of the store's options (None for a local root)."""
+        return self.store.delta_options(self.root) or None
 
     def table(self, table: str, dataset: str | None = None, version: int | None = None):
         """The Delta table, or None when it was never written. Raises UnreadableTable,
@@ -132,7 +133,7 @@ class Lake:
     def _damage_report(self, uri: str, error: DeltaError) -> str:
         """Which log entry of the table at `uri` does not load: the newest one from which
         the table does not open (it opens at the version before)."""
-        fs, root = fsspec.core.url_to_fs(uri, **dict(self.storage_options))
+        fs, root = self.store.filesystem(uri)
         entries = sorted(fs.glob(f"{root}/_delta_log/*.json"))
         versions = [int(entry.rsplit("/", 1)[-1].removesuffix(".json")) for entry in entries]
         damaged = None
@@ -395,7 +396,7 @@ class Lake:
         build a dictionary until its page is full and then fall back, which is only work."""
         folder = "/".join(f"{name}={_checked(value)}" for name, value in partition.items())
         path = f"{folder}/part-{uuid.uuid4().hex}.parquet"
-        fs, root = fsspec.core.url_to_fs(self.uri(table, dataset), **dict(self.storage_options))
+        fs, root = self.store.filesystem(self.uri(table, dataset))
         fs.makedirs(f"{root}/{folder}", exist_ok=True)
         body = data.drop_columns([name for name in partition if name in data.column_names])
         dictionary = [name for name in body.column_names if name not in unique]
@@ -494,13 +495,25 @@ class Lake:
         return sorted({part[column] for part in dt.partitions() if part.get(column)})
 
     def _landed_version(self, table, dataset, app_id, txn_version) -> int | None:
-        """The version of the commit carrying our transaction, if it landed."""
+        """The version of the commit carrying our transaction, if it landed. The history's
+        numbering is only a hint: delta-rs counts its entries down from the snapshot it
+        loaded, and a concurrent writer's commit in between shifts them (seen on S3 with 8
+        writers); the log entry itself says which version holds our transaction."""
         dt = self.table(table, dataset)
         if dt is None or dt.transaction_version(app_id) != txn_version:
             return None
-        for entry in dt.history(limit=64):
-            if entry.get(TXN_KEY) == str(txn_version):
-                return int(entry["version"])
+        hint = next(
+            (int(e["version"]) for e in dt.history(limit=64) if e.get(TXN_KEY) == str(txn_version)),
+            dt.version(),
+        )
+        fs, root = self.store.filesystem(self.uri(table, dataset))
+        for version in _nearest_first(hint, dt.version() + 64):
+            try:
+                entry = fs.cat_file(f"{root}/_delta_log/{version:020d}.json")
+            except FileNotFoundError:
+                continue
+            if _commit_info(entry).get(TXN_KEY) == str(txn_version):
+                return version
         return None
 
     def commit_metadata(self, table: str, dataset: str | None, version: int) -> dict:
@@ -512,6 +525,24 @@ class Lake:
             if int(entry.get("version", -1)) == version:
                 return entry
         return {}
+
+
+def _nearest_first(hint: int, highest: int, reach: int = 64) -> Iterator[int]:
+    """hint, hint + 1, hint - 1, hint + 2, ... within [0, highest] and `reach` of hint."""
+    yield hint
+    for distance in range(1, reach + 1):
+        for version in (hint + distance, hint - distance):
+            if 0 <= version <= highest:
+                yield version
+
+
+def _commit_info(log_entry: bytes) -> dict:
+    """The commitInfo action of a Delta log entry (newline-delimited JSON actions)."""
+    for line in log_entry.splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            return action["commitInfo"]
+    return {}
 
 
 def _checked(value: str) -> str:

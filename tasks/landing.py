@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import fsspec
 
 from tasks import step
+from tasks.storage import LOCAL, Store
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,9 @@ def is_marker(name: str) -> bool:
     return any(part.startswith((".", "_")) for part in name.split("/"))
 
 
-def landed_days(
-    landing_uri: str, dataset: str, storage_options: Mapping[str, str] | None = None
-) -> list[str]:
+def landed_days(landing_uri: str, dataset: str, store: Store = LOCAL) -> list[str]:
     """The days with a partition folder under `landing/{dataset}/`, oldest first."""
-    fs, path = fsspec.core.url_to_fs(
-        f"{landing_uri.rstrip('/')}/{dataset}", **dict(storage_options or {})
-    )
+    fs, path = store.filesystem(f"{landing_uri.rstrip('/')}/{dataset}")
     if not fs.isdir(path):
         return []
     names = (entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
@@ -55,12 +52,12 @@ def landed_days(
 
 
 def list_landed_files(
-    landing_uri: str, dataset: str, ds: str, storage_options: Mapping[str, str] | None = None
+    landing_uri: str, dataset: str, ds: str, store: Store = LOCAL
 ) -> tuple[list[LandedFile], list[str]]:
     """Data files under `landing/{dataset}/ds={ds}/` (recursively, sorted by name), and
     the marker files skipped. Raises FileNotFoundError when the partition has no data file."""
     root = partition_uri(landing_uri, dataset, ds)
-    fs, path = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
+    fs, path = store.filesystem(root)
     if not fs.isdir(path):
         raise FileNotFoundError(f"nothing landed for {dataset} ds={ds}: {root} does not exist")
     files, markers = [], []
@@ -94,11 +91,9 @@ def _refuse_link_out_of(landing_uri: str, uri: str, local_path: str) -> None:
         )
 
 
-def read_landed_file(
-    file: LandedFile, storage_options: Mapping[str, str] | None = None
-) -> FileContent:
+def read_landed_file(file: LandedFile, store: Store = LOCAL) -> FileContent:
     """The file's bytes, exactly as landed (no decompression), with their SHA-256."""
-    with fsspec.open(file.uri, "rb", **dict(storage_options or {})) as handle:
+    with store.open(file.uri, "rb") as handle:
         data = handle.read()
     return FileContent(file=file, data=data, checksum=hashlib.sha256(data).hexdigest())
 
@@ -122,8 +117,8 @@ def without_duplicates(
 
 @step(retries=2)
 def fetch_partition(
-    landing_uri: str, dataset: str, ds: str, storage_options: Mapping[str, str] | None = None
+    landing_uri: str, dataset: str, ds: str, store: Store = LOCAL
 ) -> tuple[list[FileContent], list[str]]:
     """Every data file of a landing partition, read, and the marker files skipped."""
-    files, markers = list_landed_files(landing_uri, dataset, ds, storage_options)
-    return [read_landed_file(file, storage_options) for file in files], markers
+    files, markers = list_landed_files(landing_uri, dataset, ds, store)
+    return [read_landed_file(file, store) for file in files], markers

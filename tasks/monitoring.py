@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -37,6 +36,7 @@ from tasks.labels import attach_labels, known_labels
 from tasks.lake import Lake
 from tasks.profiles import load_day_histograms
 from tasks.registry import ModelRegistry
+from tasks.storage import LOCAL, Store
 from tasks.training import labels_of
 
 METRICS_SCHEMA = pa.schema(
@@ -197,11 +197,11 @@ def save_drift_report(
     ds: str,
     result: DriftResult,
     decision: Decision,
-    storage_options: Mapping[str, str] | None = None,
+    store: Store = LOCAL,
 ) -> dict[str, str]:
     """Write `drift.html` and `drift.json` under `reports/{dataset}/{ds}/`; returns their URIs."""
     folder = report_folder(reports_uri, dataset, ds)
-    fs, path = fsspec.core.url_to_fs(folder, **dict(storage_options or {}))
+    fs, path = store.filesystem(folder)
     fs.makedirs(path, exist_ok=True)
     written = {}
     for kind, text in (("html", render_html(result)), ("json", render_json(result, decision))):
@@ -218,7 +218,7 @@ def save_pages(
     day_html: str,
     day_json: Mapping[str, Any],
     trend_html: str,
-    storage_options: Mapping[str, str] | None = None,
+    store: Store = LOCAL,
 ) -> dict[str, str]:
     """Write the day's `monitor.html` / `monitor.json` and the dataset's `trend.html`;
     returns their URIs."""
@@ -229,9 +229,9 @@ def save_pages(
         "json": (f"{folder}/monitor.json", json.dumps(day_json, default=str)),
         "trend": (trend, trend_html),
     }
-    fs, _ = fsspec.core.url_to_fs(folder, **dict(storage_options or {}))
+    fs, _ = store.filesystem(folder)
     for uri, text in written.values():
-        path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))[1]
+        path = store.filesystem(uri)[1]
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         fs.pipe_file(path, text.encode())
     return {kind: uri for kind, (uri, _) in written.items()}
@@ -250,14 +250,14 @@ def report_url(
     reports_uri: str,
     report: str,
     base_url: str | None,
-    storage_options: Mapping[str, str] | None = None,
+    store: Store = LOCAL,
 ) -> str | None:
     """A link an operator's browser can open: under `base_url` where the reports folder is
     served over HTTP, else a presigned URL where the store signs (S3), else None."""
     if base_url:
         relative = report.removeprefix(reports_uri.rstrip("/")).lstrip("/")
         return f"{base_url.rstrip('/')}/{relative}"
-    fs, path = fsspec.core.url_to_fs(report, **dict(storage_options or {}))
+    fs, path = store.filesystem(report)
     try:
         return fs.sign(path, expiration=PRESIGNED_SECONDS)
     except NotImplementedError:

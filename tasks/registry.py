@@ -8,7 +8,7 @@ window), the artifacts `card.json`, `reference.parquet`, `profile.json`, and a l
 version of `tidewater-{dataset}`; MLflow numbers versions in its database, so concurrent
 trainings never share one. Aliases `champion`/`challenger` are MLflow aliases.
 
-Bytes go through fsspec with the storage options (the same on s3:// as locally), and every
+Bytes go through fsspec with the store's options (the same on s3:// as locally), and every
 load is checked against the sha256 checksum the version's tags hold. MLflow is imported
 lazily: it costs seconds to import and scoring workers never need it.
 """
@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-import fsspec
 import pandas as pd
 
 from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec
+from tasks.storage import LOCAL, Store
 
 # MLflow sends usage telemetry by default; nothing may reach the internet at run time.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -94,16 +94,14 @@ def checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_bytes(uri: str, storage_options: Mapping[str, str]) -> bytes:
-    fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options))
+def read_bytes(uri: str, store: Store) -> bytes:
+    fs, path = store.filesystem(uri)
     return fs.cat_file(path)
 
 
-def read_verified_model(
-    uri: str, expected: str, storage_options: Mapping[str, str], name: str = ""
-) -> bytes:
+def read_verified_model(uri: str, expected: str, store: Store, name: str = "") -> bytes:
     """The model JSON at `uri`, checked against the checksum the registry holds."""
-    data = read_bytes(uri, storage_options)
+    data = read_bytes(uri, store)
     if checksum(data) != expected:
         raise ModelIntegrityError(
             f"model {name or uri}: {MODEL_FILE} checksum {checksum(data)[:12]} does not "
@@ -178,7 +176,7 @@ def _version_number(version: str) -> str:
 class ModelRegistry:
     tracking_uri: str
     artifact_root: str
-    storage_options: Mapping[str, str] = field(default_factory=dict)
+    store: Store = LOCAL
 
     @property
     def client(self):
@@ -217,7 +215,7 @@ class ModelRegistry:
         return name
 
     def _put(self, uri: str, data: bytes) -> None:
-        fs, path = fsspec.core.url_to_fs(uri, **dict(self.storage_options))
+        fs, path = self.store.filesystem(uri)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         fs.pipe_file(path, data)
 
@@ -410,7 +408,7 @@ class ModelRegistry:
     def card(self, dataset: str, version: str) -> ModelCard:
         mv = self._model_version(dataset, version)
         tags = dict(mv.tags)
-        data = json.loads(read_bytes(self.artifact_uri(mv, "card.json"), self.storage_options))
+        data = json.loads(read_bytes(self.artifact_uri(mv, "card.json"), self.store))
         data = {k: v for k, v in data.items() if k in _CARD_FIELDS}
         data |= {
             "version": f"v{mv.version}",
@@ -446,16 +444,16 @@ class ModelRegistry:
         """The model's JSON bytes, verified against the registry's checksum."""
         card = self.card(dataset, version)
         uri = self.locations(dataset, version)["model_json"]
-        data = read_verified_model(uri, card.checksum, self.storage_options, f"{dataset} {version}")
+        data = read_verified_model(uri, card.checksum, self.store, f"{dataset} {version}")
         return StoredModel(card=card, model_json=data)
 
     def reference(self, dataset: str, version: str) -> pd.DataFrame:
         uri = self.locations(dataset, version)["reference"]
-        return pd.read_parquet(io.BytesIO(read_bytes(uri, self.storage_options)))
+        return pd.read_parquet(io.BytesIO(read_bytes(uri, self.store)))
 
     def profile(self, dataset: str, version: str) -> ReferenceProfile | None:
         """The version's reference profile for full-data drift; None if stored without one."""
-        return load_profile(self.locations(dataset, version)["profile"], self.storage_options)
+        return load_profile(self.locations(dataset, version)["profile"], self.store)
 
     # --- aliases and tags ----------------------------------------------------------------
 
@@ -512,8 +510,8 @@ class ModelRegistry:
         ]
 
 
-def load_profile(uri: str, storage_options: Mapping[str, str]) -> ReferenceProfile | None:
-    fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options))
+def load_profile(uri: str, store: Store) -> ReferenceProfile | None:
+    fs, path = store.filesystem(uri)
     if not fs.exists(path):
         return None
     return ReferenceProfile.from_json(json.loads(fs.cat_file(path)))

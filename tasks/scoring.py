@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +28,7 @@ from tasks.profiles import (
     write_day_histograms,
 )
 from tasks.registry import ModelCard, ModelRegistry, load_profile, read_verified_model
+from tasks.storage import LOCAL, Store
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -76,7 +76,7 @@ class ModelRef:
     card: ModelCard = field(repr=False)
     model_json_uri: str
     profile_uri: str
-    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
+    store: Store = LOCAL
 
     @property
     def checksum(self) -> str:
@@ -92,7 +92,7 @@ class ModelRef:
             registry.card(dataset, version),
             locations["model_json"],
             locations["profile"],
-            dict(registry.storage_options),
+            registry.store,
         )
 
 
@@ -130,7 +130,7 @@ def plan_shards(
         return []
     groups = []
     for uri in sorted(table.file_uris(partition_filters=[("ds", "=", ds)])):
-        metadata = _parquet_metadata(uri, lake.storage_options)
+        metadata = _parquet_metadata(uri, lake.store)
         for index in range(metadata.num_row_groups):
             group = metadata.row_group(index)
             groups.append((uri, index, group.num_rows, group.total_byte_size))
@@ -152,22 +152,22 @@ def plan_shards(
     return [Shard(i, tuple(parts)) for i, parts in enumerate(p for p in members if p)]
 
 
-def _parquet_metadata(uri: str, storage_options: Mapping[str, str]) -> pq.FileMetaData:
-    with fsspec.open(uri, "rb", **dict(storage_options)) as handle:
+def _parquet_metadata(uri: str, store: Store) -> pq.FileMetaData:
+    with store.open(uri, "rb") as handle:
         return pq.ParquetFile(handle).metadata
 
 
 def read_shard(
     shard: Shard,
     columns: Sequence[str],
-    storage_options: Mapping[str, str],
+    store: Store,
     categorical: Sequence[str] = (),
 ) -> pa.Table:
     """Only this shard's row groups and only `columns`; `categorical` ones stay dictionary
     encoded as stored."""
     tables = []
     for part in shard.parts:
-        with fsspec.open(part.uri, "rb", **dict(storage_options)) as handle:
+        with store.open(part.uri, "rb") as handle:
             parquet = pq.ParquetFile(handle, read_dictionary=list(categorical))
             tables.append(parquet.read_row_groups(list(part.row_groups), columns=list(columns)))
     return pa.concat_tables(tables)
@@ -187,7 +187,7 @@ def cached_forest(model: ModelRef) -> tuple[ModelCard, Forest]:
         model_json = read_verified_model(
             model.model_json_uri,
             model.checksum,
-            model.storage_options,
+            model.store,
             f"{model.dataset} {model.version}",
         )
         _FORESTS[key] = (model.card, compile_forest(model_json))
@@ -199,7 +199,7 @@ def cached_profile(model: ModelRef) -> ReferenceProfile | None:
     process and checked against the model's features."""
     key = (model.profile_uri, model.checksum)
     if key not in _PROFILES:
-        profile = load_profile(model.profile_uri, model.storage_options)
+        profile = load_profile(model.profile_uri, model.store)
         if profile is not None:
             check_profile_matches(profile, cached_forest(model)[0].feature_spec)
         _PROFILES[key] = profile
@@ -336,16 +336,16 @@ def _worker_name() -> str:
         return f"pid-{os.getpid()}"
 
 
-def record_attempt(staging_uri: str, shard: Shard, storage_options: Mapping[str, str]) -> None:
+def record_attempt(staging_uri: str, shard: Shard, store: Store) -> None:
     """Leave a uniquely named marker per attempt, so retries and recomputations after a
     worker's death are visible afterwards (the shard's output itself is not staged)."""
-    fs, path = fsspec.core.url_to_fs(staging_uri, **dict(storage_options))
+    fs, path = store.filesystem(staging_uri)
     fs.makedirs(path, exist_ok=True)
     fs.pipe_file(f"{path}/shard-{shard.index:05d}.{uuid.uuid4().hex}", _worker_name().encode())
 
 
-def attempts_by_shard(staging_uri: str, storage_options: Mapping[str, str]) -> dict[int, int]:
-    fs, path = fsspec.core.url_to_fs(staging_uri, **dict(storage_options))
+def attempts_by_shard(staging_uri: str, store: Store) -> dict[int, int]:
+    fs, path = store.filesystem(staging_uri)
     if not fs.exists(path):
         return {}
     counts: dict[int, int] = {}
@@ -356,10 +356,10 @@ def attempts_by_shard(staging_uri: str, storage_options: Mapping[str, str]) -> d
 
 
 @step
-def clear_staging(staging_uri: str, storage_options: Mapping[str, str]) -> dict[int, int]:
+def clear_staging(staging_uri: str, store: Store) -> dict[int, int]:
     """How many attempts each shard took; then the run's markers are removed."""
-    attempts = attempts_by_shard(staging_uri, storage_options)
-    fs, path = fsspec.core.url_to_fs(staging_uri, **dict(storage_options))
+    attempts = attempts_by_shard(staging_uri, store)
+    fs, path = store.filesystem(staging_uri)
     if fs.exists(path):
         fs.rm(path, recursive=True)
     return attempts
@@ -375,7 +375,7 @@ def score_shard(
     staging_uri: str,
     device: str = "auto",
     batch_rows: int = 1 << 20,
-    storage_options: Mapping[str, str] | None = None,
+    store: Store = LOCAL,
 ) -> ShardScores:
     """Read one shard (feature columns and `_row_id` only), score it with every model on
     this worker's device, and stage each model's rows as a new data file of the predictions
@@ -383,18 +383,17 @@ def score_shard(
     so a shard that runs twice (retry, dead worker) leaves at most an orphan file. For each
     model with a reference profile, the histograms of its feature matrix and scores come
     back in the result (computed in the same pass, on the same device)."""
-    options = storage_options or {}
-    record_attempt(staging_uri, shard, options)
+    record_attempt(staging_uri, shard, store)
     _match_worker_threads()
     started, cpu_started = time.perf_counter(), time.process_time()
     cards = [cached_forest(model)[0] for model in models]
     columns = sorted({"_row_id", *(name for card in cards for name in card.feature_spec.names)})
     categorical = {name for card in cards for name in card.feature_spec.categorical}
-    rows = read_shard(shard, columns, options, sorted(categorical))
+    rows = read_shard(shard, columns, store, sorted(categorical))
     predictions, device_used, events, histograms = score_and_profile_rows(
         rows, models, ds, run_id, device, batch_rows
     )
-    lake = Lake(lake_root, options)
+    lake = Lake(lake_root, store)
     files = {
         model.version: lake.stage_file(
             "predictions",
@@ -464,7 +463,7 @@ def commit_histograms(
         raise ValueError("two results for one shard: a shard's rows would count twice")
     written = {}
     for model in models:
-        profile = load_profile(model.profile_uri, model.storage_options)
+        profile = load_profile(model.profile_uri, model.store)
         if profile is None:
             continue
         shards = [r.histograms.get(model.version) for r in results]

@@ -3,9 +3,6 @@ for a challenger, and the day's shadow page."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import fsspec
 import pandas as pd
 
 from datasets import Dataset
@@ -14,6 +11,7 @@ from tasks import step
 from tasks.lake import Lake
 from tasks.ledger import read_ledger
 from tasks.monitoring import load_scored_day, report_folder
+from tasks.storage import LOCAL, Store
 
 
 @step(retries=2)
@@ -56,11 +54,11 @@ def save_shadow_page(
     dataset: str,
     ds: str,
     html: str,
-    storage_options: Mapping[str, str] | None = None,
+    store: Store = LOCAL,
 ) -> str:
     """Write the day's `shadow.html`; returns its URI."""
     uri = f"{report_folder(reports_uri, dataset, ds)}/shadow.html"
-    fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+    fs, path = store.filesystem(uri)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     fs.pipe_file(path, html.encode())
     return uri

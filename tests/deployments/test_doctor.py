@@ -250,7 +250,7 @@ def test_storage_secrets_never_appear_in_what_the_doctor_says(tmp_path, home):
     settings = Settings(
         home=home,
         landing_uri=str(in_the_way / "landing"),
-        storage_options={"secret": secret, "anon": "false"},
+        storage_options={"secret": secret},
     )
     checks = run_checks(settings, api_url=None, dask_address=None)
     assert by_name(checks)["storage landing"].status == "fail"

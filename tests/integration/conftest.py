@@ -1,5 +1,6 @@
-"""Real components for the integration tests: a throwaway PostgreSQL server, and the
-session's Dask cluster for the CLI commands a test runs."""
+"""Real components for the integration tests: a throwaway PostgreSQL server, a real S3
+endpoint on loopback (moto's server), and the session's Dask cluster for the CLI commands a
+test runs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,69 @@ def postgresql_url() -> Iterator[str]:
             timeout=120,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "tidewater-test", "AWS_SECRET_ACCESS_KEY": "tidewater-secret"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> Iterator[str]:
+    """A real S3 HTTP API on 127.0.0.1 (moto's S3 backend, see `s3_server.py`), in its own
+    process: delta-rs holds the GIL during some requests, so a server on this process's
+    threads would stall them. Its URL; buckets are the tests' own."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("s3_server.py")), str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_port(port, server, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the S3 endpoint exited: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the S3 endpoint did not answer on port {port} in {seconds:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def new_s3_bucket(s3_endpoint) -> Callable[[], tuple[str, dict[str, str]]]:
+    """Makes a new, empty bucket on the loopback endpoint: its s3:// URI and the storage
+    options (delta-rs's spelling) that reach it."""
+    import boto3
+
+    options = S3_KEYS | {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_REGION": "us-east-1"}
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+    def new_bucket() -> tuple[str, dict[str, str]]:
+        name = f"tidewater-{secrets.token_hex(4)}"
+        client.create_bucket(Bucket=name)
+        return f"s3://{name}", dict(options)
+
+    return new_bucket
+
+
+@pytest.fixture
+def s3_bucket(new_s3_bucket) -> tuple[str, dict[str, str]]:
+    """A new, empty bucket: its s3:// URI and the storage options that reach it."""
+    return new_s3_bucket()

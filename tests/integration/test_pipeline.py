@@ -1,18 +1,20 @@
 """The daily pipeline end to end on real components: a Prefect server, a Dask cluster of
-worker processes and Delta tables on disk. Each test reads like one invariant of DESIGN.md."""
+worker processes and Delta tables, with landing, lake, reports and registry artifacts on disk
+and again on a real S3 endpoint (moto's, on loopback). Each test reads like one invariant of
+DESIGN.md."""
 
 from __future__ import annotations
 
 import gzip
 from datetime import date
+from functools import partial
 
-import fsspec
 import pandas as pd
 import pytest
 
 from datasets import adult, get_dataset, row_id
 from flows.pipeline import StageNotDone, pipeline
-from flows.resources import lake_of, registry_of
+from flows.resources import lake_of, registry_of, store_of
 from flows.settings import Settings, use_settings
 from tasks.lake import RUN_ID_KEY
 from tasks.ledger import read_ledger
@@ -25,14 +27,34 @@ DRIFT_DAY = "2024-01-06"
 RUN_STAMPS = ["_run_id", "_ingested_at", "_scored_at"]
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory, dask_address) -> Settings:
-    settings = Settings(home=tmp_path_factory.mktemp("home"), dask_address=dask_address)
+@pytest.fixture(scope="module", params=["local", "s3"])
+def settings(request, tmp_path_factory, dask_address) -> Settings:
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings(home=home, dask_address=dask_address)
+    if request.param == "s3":
+        settings = Settings(home=home, dask_address=dask_address, **_on_s3(request))
     get_dataset(DATASET).land(
-        settings.landing_uri, date(2024, 1, 1), 8, drift_from=date.fromisoformat(DRIFT_DAY)
+        settings.landing_uri,
+        date(2024, 1, 1),
+        8,
+        drift_from=date.fromisoformat(DRIFT_DAY),
+        storage_options=store_of(settings).fsspec_options(settings.landing_uri),
     )
     with use_settings(settings):
         yield settings
+
+
+def _on_s3(request) -> dict:
+    """Settings that put landing, lake, reports and the registry's artifacts in a new bucket
+    of the loopback S3 endpoint (MLflow's tracking database stays under the home)."""
+    root, options = request.getfixturevalue("new_s3_bucket")()
+    uris = {f"{name}_uri": f"{root}/{name}" for name in ("landing", "lake", "reports", "models")}
+    return {"storage_options": options, **uris}
+
+
+def land_file(settings: Settings, frame: pd.DataFrame, uri: str, fmt: str = "csv") -> str:
+    options = store_of(settings).fsspec_options(uri)
+    return adult.write_landing_file(frame, uri, fmt, options)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +136,7 @@ def test_planted_drift_is_flagged_on_its_day_only(settings, runs):
     breached = drift[drift["breached"]].groupby("ds")["column"].apply(set)
     assert {"age"} <= breached[DRIFT_DAY]
     assert set(breached.index) == {DRIFT_DAY}
-    fs, _ = fsspec.core.url_to_fs(settings.reports_uri)
+    fs, _ = store_of(settings).filesystem(settings.reports_uri)
     for ds in runs:
         assert fs.exists(runs[ds]["report"])
         assert fs.exists(runs[ds]["report"].replace(".html", ".json"))
@@ -131,10 +153,10 @@ def test_running_a_day_again_gives_identical_tables(settings, runs):
 def test_a_relanded_day_replaces_its_slice_entirely(settings, runs):
     ds = CLEAN_DAYS[1]
     folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
-    fs, path = fsspec.core.url_to_fs(folder)
+    fs, path = store_of(settings).filesystem(folder)
     fs.rm(path, recursive=True)
     fresh = adult.load_adult().iloc[:500]
-    adult.write_landing_file(fresh, f"{folder}/relanded.csv", "csv")
+    land_file(settings, fresh, f"{folder}/relanded.csv")
     run = pipeline(DATASET, ds)
     assert run["landed"] == run["bronze"] == run["silver"] == run["predictions"] == 500
     assert table(settings, "rejects", ds).empty
@@ -147,10 +169,10 @@ def test_a_relanded_day_replaces_its_slice_entirely(settings, runs):
 def test_bad_inputs_each_get_a_reject_or_a_quarantine_row(settings, runs):
     ds = "2024-01-04"
     folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
-    fs, path = fsspec.core.url_to_fs(folder)
+    fs, path = store_of(settings).filesystem(folder)
     fs.rm(path, recursive=True)
     rows = adult.load_adult().iloc[1000:1100].reset_index(drop=True)
-    write = adult.write_landing_file
+    write = partial(land_file, settings)
     write(rows.iloc[:20], f"{folder}/good rows with spaces.csv", "csv")
     write(rows.iloc[20:30], f"{folder}/part..1.csv", "csv")
     write(rows.iloc[30:40].drop(columns=["age"]), f"{folder}/missing-column.csv", "csv")
@@ -208,7 +230,7 @@ def test_too_many_quarantined_rows_fail_the_day_loudly_and_keep_every_row(settin
 def test_a_repair_reruns_the_failed_stage_and_its_dependents_reusing_what_succeeded(settings, runs):
     ds = "2024-01-03"
     wrong = adult.load_adult().iloc[:1].astype(object).assign(age="forty")
-    adult.write_landing_file(wrong, f"{settings.landing_uri}/{DATASET}/ds={ds}/bad.csv", "csv")
+    land_file(settings, wrong, f"{settings.landing_uri}/{DATASET}/ds={ds}/bad.csv")
     with (
         pytest.raises(Exception, match="quarantined"),
         use_settings(settings.model_copy(update={"max_quarantine_fraction": 0.0})),
@@ -233,7 +255,7 @@ def test_a_repair_reruns_the_failed_stage_and_its_dependents_reusing_what_succee
 def test_a_day_of_empty_files_is_accounted_as_zero_rows(settings, runs):
     ds = "2024-01-07"
     folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
-    fs, path = fsspec.core.url_to_fs(folder)
+    fs, path = store_of(settings).filesystem(folder)
     fs.rm(path, recursive=True)
     fs.makedirs(path)
     fs.pipe_file(f"{path}/empty.csv", b"")
@@ -245,8 +267,8 @@ def test_a_day_of_empty_files_is_accounted_as_zero_rows(settings, runs):
 def test_the_same_file_landed_twice_is_ingested_once_and_the_copy_recorded(settings, runs):
     ds = "2024-02-01"
     folder = f"{settings.landing_uri}/{DATASET}/ds={ds}"
-    fresh = adult.write_landing_file(adult.load_adult().iloc[1000:1200], f"{folder}/a.csv", "csv")
-    fs, _ = fsspec.core.url_to_fs(folder)
+    fresh = land_file(settings, adult.load_adult().iloc[1000:1200], f"{folder}/a.csv")
+    fs, _ = store_of(settings).filesystem(folder)
     fs.copy(fresh, f"{folder}/b.csv")  # the same bytes under a second name
     earlier = f"{settings.landing_uri}/{DATASET}/ds={CLEAN_DAYS[0]}/part-0000.csv"
     fs.copy(earlier, f"{folder}/c.csv")  # a file another day ingested

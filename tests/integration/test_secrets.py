@@ -61,7 +61,7 @@ def test_a_planted_secret_is_nowhere_after_a_day(tmp_path, prefect_api):
         "PREFECT_API_URL": prefect_api,
         "TIDEWATER_DASK_WORKERS": "1",
         # local stores ignore this option; remote ones would receive it
-        "TIDEWATER_STORAGE_OPTIONS": json.dumps({"secret_access_key": secret}),
+        "TIDEWATER_STORAGE_OPTIONS": json.dumps({"AWS_SECRET_ACCESS_KEY": secret}),
         "TIDEWATER_ALERT_WEBHOOK_URL": f"http://127.0.0.1:9/{secret}",
     }
     for args in (["land", "adult", "--start", "2024-05-01", "--days", "2"],
