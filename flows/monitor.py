@@ -66,8 +66,8 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
     policy = DriftPolicy(retrain_share=settings.drift_retrain_share)
     with ledger_stage(lake, dataset, ds, "monitor", run_id) as entry:
         spec = get_dataset(dataset)
-        store = registry_of(settings)
-        reference = load_reference(store, dataset, model_version)
+        registry = registry_of(settings)
+        reference = load_reference(registry, dataset, model_version)
         current = load_scored_day(lake, spec, ds, model_version)
         entry.rows_in = len(current)
         entry.model_version = model_version
@@ -80,7 +80,7 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         )
         # the verdict is the full-data drift's (every row, from the score step's histograms);
         # Evidently's report of a sample is the readable one (models without a profile: both)
-        result = full_data_drift(lake, store, dataset, ds, model_version) or sample
+        result = full_data_drift(lake, registry, dataset, ds, model_version) or sample
         drift = decide(result, policy)
         bias = assess_bias(current, reference, spec, settings.fairness_policy_for(dataset))
         breaches = bias.breach_lines() if bias else ()
