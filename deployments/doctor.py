@@ -536,7 +536,7 @@ def run_checks(
         _guarded("GPU", check_gpu, settings.device),
         _guarded("versions", check_versions),
     ]
-    secrets = [v for v in store.delta_options("s3://any").values() if _maybe_secret(v)]
+    secrets = [value for value in store.secret_values() if _maybe_secret(value)]
     secrets += [auth] if auth else []
     return [
         replace(c, detail=_redact(c.detail, secrets), fix=_redact(c.fix, secrets)) for c in checks

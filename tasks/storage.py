@@ -123,6 +123,11 @@ class Store:
         """`fsspec.open` of `uri` with this store's options (a context manager)."""
         return fsspec.open(uri, mode, **self.fsspec_options(uri))
 
+    def secret_values(self) -> list[str]:
+        """The credentials' values: to redact from text that might echo them."""
+        secrets = (self.access_key_id, self.secret_access_key, self.session_token)
+        return [secret.get_secret_value() for secret in secrets if secret]
+
     def describe(self, uri: str) -> str:
         """Where `uri` is, for errors and logs: never a credential."""
         if not is_s3(uri):

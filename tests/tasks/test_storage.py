@@ -79,6 +79,7 @@ def test_credentials_never_show():
     shown = f"{store!r} {store} {store.describe(S3)}"
     for secret in ("AKIDEXAMPLE", "wJalrXUtnFEMI", "tok3n"):
         assert secret not in shown
+    assert sorted(store.secret_values()) == ["AKIDEXAMPLE", "tok3n", "wJalrXUtnFEMI"]
     assert store.describe(S3) == "s3://bucket/lake (S3 at http://127.0.0.1:5555, region eu-west-1)"
 
 
