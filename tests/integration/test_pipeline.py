@@ -27,7 +27,8 @@ DRIFT_DAY = "2024-01-06"
 RUN_STAMPS = ["_run_id", "_ingested_at", "_scored_at"]
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+# On S3 the module takes about 4 min more: it runs with the slow cases (CI, make test-slow).
+@pytest.fixture(scope="module", params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def settings(request, tmp_path_factory, dask_address) -> Settings:
     home = tmp_path_factory.mktemp("home")
     settings = Settings(home=home, dask_address=dask_address)
