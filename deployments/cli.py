@@ -46,15 +46,24 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _settings():
-    """This process's settings, validated once; reports link to `tidewater serve`'s reports
-    server when one runs and no reports URL is configured."""
+def _settings(check_storage: bool = True):
+    """This process's settings, validated once; with `check_storage`, the store's
+    credentials are tried once (a refusal is one line, not a run's retries; credentials in
+    a Prefect block are tried by the flows, which have the API). Reports link to `tidewater
+    serve`'s reports server when one runs and no reports URL is configured."""
+    from flows.resources import check_storage as check_store
     from flows.settings import Settings
+    from tasks.storage import StorageAccessDenied, StorageConfigError
 
     try:
         settings = Settings()
     except ValidationError as error:
         raise _fail(f"invalid TIDEWATER_* settings:\n{error}", code=2) from None
+    try:
+        if check_storage and not settings.storage_block:
+            check_store(settings)
+    except (StorageAccessDenied, StorageConfigError) as error:
+        raise _fail(str(error), code=2) from None
     if settings.reports_url is None:
         from deployments.services import running_service
 
@@ -960,7 +969,7 @@ def serve(
     """Start the embedded Prefect server (API + UI; unless PREFECT_API_URL is set), a
     long-lived local Dask cluster every run attaches to (unless TIDEWATER_DASK_ADDRESS is
     set), an HTTP server of the reports folder and a Prefect worker; print their addresses."""
-    settings = _settings()
+    settings = _settings(check_storage=not stop)
     from deployments import services
 
     if stop:
@@ -1071,7 +1080,7 @@ def _start_worker(settings, env: dict) -> str:
 def deploy() -> None:
     """Apply the work pool, a daily and a retrain deployment per registered dataset, and
     (with TIDEWATER_ALERT_WEBHOOK_URL) the alert automations to the Prefect API."""
-    applied = _apply_deployments(_settings())
+    applied = _apply_deployments(_settings(check_storage=False))
     console.print(f"work pool: {applied.work_pool}")
     for name in applied.deployments:
         console.print(f"deployment: {name}")
@@ -1087,7 +1096,7 @@ def deploy() -> None:
 def doctor() -> None:
     """Check the Prefect API and UI, the work pool, Dask, storage, the model registry, the
     GPU and the pinned versions; say what is wrong and how to fix it."""
-    settings = _settings()
+    settings = _settings(check_storage=False)  # storage is one of its checks
     from deployments.doctor import exit_code, render_checks, run_checks
     from deployments.server import running_server
     from flows.resources import dask_address_of, store_of

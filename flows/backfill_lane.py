@@ -30,7 +30,7 @@ from prefect.flow_engine import run_flow
 from prefect.states import Scheduled
 
 from flows.pipeline import pipeline
-from flows.resources import lake_of
+from flows.resources import check_storage, lake_of
 from flows.settings import current_settings
 from tasks.ledger import backfill_records
 
@@ -90,7 +90,9 @@ def backfill_lane(dataset: str, backfill: str, lane: str) -> int:
     """Run the day runs backfill `backfill` assigns to lane `lane` of `dataset`, one after
     the other, until the backfill ends (or assigns nothing for IDLE_EXIT_SECONDS); the
     number of days run."""
-    lake = lake_of(current_settings())
+    settings = current_settings()
+    check_storage(settings)
+    lake = lake_of(settings)
     ran, idle_since, checked_at = 0, time.monotonic(), 0.0
     while time.monotonic() - idle_since < IDLE_EXIT_SECONDS:
         assigned = next_assigned(lane)

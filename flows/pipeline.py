@@ -13,6 +13,7 @@ from flows.monitor import monitor
 from flows.resources import (
     RUN_END_HOOKS,
     backfill_of_run,
+    check_storage,
     cluster_spec_of,
     current_run_id,
     dask_address_of,
@@ -50,6 +51,7 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
     model yet, one is trained on this day's silver rows before scoring.
     """
     settings, ds = current_settings(), scheduled_day(ds)
+    check_storage(settings)
     lake, run_id = lake_of(settings), current_run_id()
     todo = with_dependents(stages) if stages is not None else PIPELINE_STAGES
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -15,25 +16,71 @@ from tasks.cluster import ClusterSpec, served_scheduler_address
 from tasks.lake import Lake
 from tasks.ledger import record_ended_run
 from tasks.registry import ModelRegistry
-from tasks.storage import Store
+from tasks.storage import StorageAccessDenied, StorageConfigError, Store
 
 
 def store_of(settings: Settings) -> Store:
     """The store of the settings' storage options (either library's spelling), completed by
-    the Prefect Secret block they name and the standard AWS environment; the options are
-    unwrapped only here."""
+    the Prefect block they name and the standard AWS environment; the options are unwrapped
+    only here."""
     options = dict(settings.storage_options.get_secret_value())
-    if settings.storage_secret_block:
-        options |= _secret_block_options(settings.storage_secret_block)
+    if settings.storage_block:
+        options |= _block_options(settings.storage_block)
     return Store.from_options(options)
 
 
 @cache
-def _secret_block_options(name: str) -> dict[str, str]:
-    from prefect.blocks.system import Secret
+def _block_options(slug_and_name: str) -> dict[str, str]:
+    """The storage options a Prefect block holds: a Secret block's JSON options, or an AWS
+    Credentials block's keys, region and endpoint. Read as the block document's data, so
+    prefect-aws need not be installed where it is read (Prefect's server knows the block
+    type: it can be made in the UI)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
-    value = Secret.load(name).get()
-    return dict(json.loads(value) if isinstance(value, str) else value)
+    slug, name = slug_and_name.split("/", 1)
+    try:
+        with get_client(sync_client=True) as client:
+            data = client.read_block_document_by_name(name, slug, include_secrets=True).data
+    except ObjectNotFound:
+        raise StorageConfigError(
+            f"no Prefect block {slug_and_name} (TIDEWATER_STORAGE_BLOCK)"
+        ) from None
+    if slug == "secret":
+        value = data["value"]
+        return dict(json.loads(value) if isinstance(value, str) else value)
+    return _aws_credentials_options(slug_and_name, data)
+
+
+def _aws_credentials_options(block: str, data: dict) -> dict[str, str]:
+    if data.get("profile_name"):
+        raise StorageConfigError(
+            f"the block {block} names a profile: give its access key and secret instead "
+            "(a profile lives in one machine's ~/.aws, not where the flows run)"
+        )
+    endpoint = (data.get("aws_client_parameters") or {}).get("endpoint_url")
+    fields = {
+        "AWS_ACCESS_KEY_ID": data.get("aws_access_key_id"),
+        "AWS_SECRET_ACCESS_KEY": data.get("aws_secret_access_key"),
+        "AWS_SESSION_TOKEN": data.get("aws_session_token"),
+        "AWS_REGION": data.get("region_name"),
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    return {name: str(value) for name, value in fields.items() if value}
+
+
+_ACCESS_CHECKED: set[tuple[Store, str]] = set()
+
+
+def check_storage(settings: Settings) -> None:
+    """Fail at once, naming the store, when an S3 location refuses the credentials: one
+    listing per location and process, before a run writes anything or retries."""
+    store = store_of(settings)
+    for uri in (settings.landing_uri, settings.lake_uri, settings.reports_uri,
+                settings.models_uri):  # fmt: skip
+        if (store, uri) not in _ACCESS_CHECKED:
+            store.check_access(uri)
+            _ACCESS_CHECKED.add((store, uri))
 
 
 def lake_of(settings: Settings) -> Lake:
@@ -105,15 +152,17 @@ def record_run_end(flow, flow_run, state) -> None:
     ds = days[-1] if days else scheduled_day(parameters.get("ds"), flow_run.expected_start_time)
     ended = {"CRASHED": "crashed", "CANCELLING": "cancelled", "CANCELLED": "cancelled"}
     status = ended.get(state.type.value, "failed")
-    record_ended_run(
-        lake_of(current_settings()),
-        parameters["dataset"],
-        ds,
-        flow.name,
-        str(flow_run.id),
-        status,
-        f"{state.name}: {state.message or 'no message'}",
-    )
+    # When the store refuses the credentials, the run's own error says so, once.
+    with suppress(StorageAccessDenied):
+        record_ended_run(
+            lake_of(current_settings()),
+            parameters["dataset"],
+            ds,
+            flow.name,
+            str(flow_run.id),
+            status,
+            f"{state.name}: {state.message or 'no message'}",
+        )
 
 
 RUN_END_HOOKS = {

@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 from datasets import get_dataset
 from flows.resources import (
     RUN_END_HOOKS,
+    check_storage,
     cluster_spec_of,
     current_run_id,
     dask_address_of,
@@ -57,6 +58,7 @@ def retrain(
     returns that decision. Nothing here moves the champion, so a failed retrain leaves it
     as it was."""
     settings = current_settings()
+    check_storage(settings)
     lake, registry, run_id = lake_of(settings), registry_of(settings), current_run_id()
     logger = get_run_logger()
     spec = get_dataset(dataset)

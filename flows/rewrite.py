@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from datasets import get_dataset
 from flows.ingest import ingest
 from flows.labels import ingest_labels
-from flows.resources import lake_of, store_of
+from flows.resources import check_storage, lake_of, store_of
 from flows.settings import current_settings
 from flows.validate import validate
 from tasks.labels import labels_feed
@@ -34,6 +34,7 @@ def rewrite(dataset: str, tables: list[str] | None = None) -> dict[str, list[str
     from the landing zone, validate from bronze, labels from the labels feed. Returns the
     days rebuilt per table. Predictions are kept (row ids do not change)."""
     settings = current_settings()
+    check_storage(settings)
     lake, store = lake_of(settings), store_of(settings)
     spec = get_dataset(dataset)
     unknown = sorted(set(tables or ()) - set(REBUILT_FROM))

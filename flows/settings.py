@@ -44,8 +44,11 @@ class Settings(BaseSettings):
         default=Secret({}),
         description="S3 options for remote URIs (JSON, delta-rs's AWS_* or s3fs's spelling)",
     )
-    storage_secret_block: str | None = Field(
-        default=None, description="a Prefect Secret block holding more storage options (JSON)"
+    storage_block: str | None = Field(
+        default=None,
+        pattern=r"^(secret|aws-credentials)/[^/]+$",
+        description="a Prefect block holding the store's credentials: `aws-credentials/NAME` "
+        "(an AWS Credentials block) or `secret/NAME` (a Secret block of storage options, JSON)",
     )
     reports_url: str | None = Field(
         default=None, description="base URL under which reports_uri is served (for links)"

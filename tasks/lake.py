@@ -127,7 +127,12 @@ class Lake:
             return DeltaTable(uri, version=version, storage_options=self._options())
         except TableNotFoundError:
             return None
-        except DeltaError as error:
+        except (DeltaError, OSError) as error:
+            denied = self.store.refused(uri, error)
+            if denied is not None:
+                raise denied from None
+            if not isinstance(error, DeltaError):
+                raise
             raise UnreadableTable(self._damage_report(uri, error)) from error
 
     def _damage_report(self, uri: str, error: DeltaError) -> str:
@@ -332,6 +337,10 @@ class Lake:
         """A writer of `data` for `_commit`, which supplies the commit properties."""
 
         def write(properties: CommitProperties) -> None:
+            # The commit that creates a table skips delta-rs's conflict check: if its answer
+            # is lost and S3 refuses the retried PUT, delta-rs writes it again as the next
+            # version. Data is therefore never committed by the creating commit.
+            self.ensure_table(table, dataset, data.schema, partition_by)
             write_deltalake(
                 self.uri(table, dataset),
                 data,
@@ -367,6 +376,9 @@ class Lake:
                 write(properties)
                 return self._landed_version(table, dataset, app_id, txn_version)
             except (CommitFailedError, DeltaError, OSError) as error:
+                denied = self.store.refused(uri, error)
+                if denied is not None:  # no retry mends it, and the log cannot be read
+                    raise denied from None
                 landed = self._landed_version(table, dataset, app_id, txn_version)
                 if landed is not None:
                     return landed
@@ -458,13 +470,13 @@ class Lake:
         self, table: str, dataset: str | None, schema: pa.Schema, partition_by: Sequence[str]
     ) -> None:
         """Create the table empty with `schema` if it does not exist yet."""
-        if self.table(table, dataset) is not None:
+        if DeltaTable.is_deltatable(self.uri(table, dataset), self._options()):
             return
         try:
-            write_deltalake(
+            DeltaTable.create(
                 self.uri(table, dataset),
-                schema.empty_table(),
-                mode="append",
+                schema,
+                mode="ignore",
                 partition_by=list(partition_by) or None,
                 storage_options=self._options(),
             )

@@ -35,8 +35,18 @@ _SECRETS = ("access_key_id", "secret_access_key", "session_token")
 _ENVIRONMENT_ALIASES = {"region": ("AWS_DEFAULT_REGION",), "endpoint_url": ("AWS_ENDPOINT_URL_S3",)}
 
 
+# How S3 refuses credentials, as s3fs, botocore and delta-rs quote it in their errors (the
+# error code, else the status): no retry mends it.
+REFUSALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+            "InvalidToken", "TokenRefreshRequired", "403 Forbidden")  # fmt: skip
+
+
 class StorageConfigError(ValueError):
     """The storage settings cannot work: said before anything is read or written."""
+
+
+class StorageAccessDenied(PermissionError):
+    """The store refused the credentials: said once, naming the store."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,34 @@ class Store:
         """`fsspec.open` of `uri` with this store's options (a context manager)."""
         return fsspec.open(uri, mode, **self.fsspec_options(uri))
 
+    def refused(self, uri: str, error: BaseException) -> StorageAccessDenied | None:
+        """The clear error to raise instead of `error` when it says that the store at `uri`
+        refused the credentials (None otherwise)."""
+        code = refusal(error) if is_s3(uri) else None
+        if code is None:
+            return None
+        return StorageAccessDenied(
+            f"{self.describe(uri)} refused the credentials ({code}): check the access key "
+            "and secret given by TIDEWATER_STORAGE_OPTIONS, TIDEWATER_STORAGE_BLOCK or the "
+            "AWS_* environment, and that they may read and write there"
+        )
+
+    def check_access(self, uri: str) -> None:
+        """One listing under `uri`: raises StorageAccessDenied when the store refuses the
+        credentials, before anything is written or retried (nothing to do on local disk)."""
+        if not is_s3(uri):
+            return
+        fs, path = self.filesystem(uri)
+        try:
+            fs.ls(path, detail=False, refresh=True)
+        except FileNotFoundError:
+            pass  # nothing written there yet
+        except Exception as error:
+            denied = self.refused(uri, error)
+            if denied is not None:
+                raise denied from None
+            raise
+
     def secret_values(self) -> list[str]:
         """The credentials' values: to redact from text that might echo them."""
         secrets = (self.access_key_id, self.secret_access_key, self.session_token)
@@ -145,6 +183,18 @@ LOCAL = Store()  # local paths need no settings
 
 def is_s3(uri: str) -> bool:
     return uri.startswith(("s3://", "s3a://"))
+
+
+def refusal(error: BaseException) -> str | None:
+    """How S3 refused the credentials, if `error` (or an error it was raised from) says so:
+    s3fs raises a PermissionError from botocore's error, which holds the code."""
+    seen: BaseException | None = error
+    while seen is not None:
+        code = next((code for code in REFUSALS if code in str(seen)), None)
+        if code:
+            return code
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _from_environment(name: str, environ: Mapping[str, str]) -> str | None:

@@ -40,8 +40,8 @@ def test_a_large_slice_is_written_as_files_at_once_and_committed_as_one(tmp_path
     assert sorted(rows) == list(range(100, 140))
     assert lake.read("bronze", "d", where={"ds": "2024-01-02"}).num_rows == 1
     assert len(lake.table("bronze", "d").file_uris()) == 3 + 1  # a file per core, then ds=01-02
-    assert lake.table("bronze", "d").version() == 2  # one commit per replace
-    assert lake.commit_metadata("bronze", "d", 2)["tidewater.slice"] == "ds=2024-01-01"
+    assert lake.table("bronze", "d").version() == 3  # created empty, then a commit per replace
+    assert lake.commit_metadata("bronze", "d", 3)["tidewater.slice"] == "ds=2024-01-01"
 
 
 def test_a_large_slice_has_a_file_per_full_share_of_rows_keys_not_dictionary_encoded(
@@ -203,7 +203,7 @@ def test_a_commit_that_landed_although_it_errored_is_not_written_twice(tmp_path,
     lake = Lake(str(tmp_path))
     attempts = failing_writes(monkeypatch, [DeltaError("connection reset")], land_first=True)
     version = lake.append("ledger", None, day("2024-01-01", [1, 2]), run_id="a")
-    assert len(attempts) == 1 and version == 0
+    assert len(attempts) == 1 and version == 1  # created empty at version 0
     assert lake.read("ledger").column("x").to_pylist() == [1, 2]
 
 
@@ -230,8 +230,8 @@ def test_a_huge_value_is_kept_whole_in_its_row_but_not_copied_into_the_log(tmp_p
     lake = Lake(str(tmp_path))
     rows = pa.table({"ds": ["2024-01-01"] * 2, "_row_id": ["r1", "r2"], "raw": [huge, "b"]})
     lake.replace_slice("quarantine", "d", rows, {"ds": "2024-01-01"}, run_id="a")
-    (log,) = glob.glob(str(tmp_path / "quarantine" / "d" / "_delta_log" / "*.json"))
-    assert os.path.getsize(log) < 10_000
+    for log in glob.glob(str(tmp_path / "quarantine" / "d" / "_delta_log" / "*.json")):
+        assert os.path.getsize(log) < 10_000
     assert lake.read("quarantine", "d").sort_by("_row_id").column("raw").to_pylist() == [huge, "b"]
 
 
@@ -342,20 +342,20 @@ def test_a_table_another_writer_created_meanwhile_is_used_and_a_failed_creation_
 
     import tasks.lake as lake_module
 
-    lake, real = Lake(str(tmp_path)), lake_module.write_deltalake
+    lake, real = Lake(str(tmp_path)), lake_module.DeltaTable.create
 
     def created_by_another_writer(*args, **kwargs):
         real(*args, **kwargs)  # the other writer's commit wins ...
         raise CommitFailedError("version 0 already exists")  # ... and ours conflicts
 
-    monkeypatch.setattr(lake_module, "write_deltalake", created_by_another_writer)
+    monkeypatch.setattr(lake_module.DeltaTable, "create", created_by_another_writer)
     lake.ensure_table("predictions", "d", PREDICTIONS, partition_by=list(SLICE))
     assert lake.version("predictions", "d") == 0
 
     def refused(*args, **kwargs):
         raise CommitFailedError("refused")
 
-    monkeypatch.setattr(lake_module, "write_deltalake", refused)
+    monkeypatch.setattr(lake_module.DeltaTable, "create", refused)
     with pytest.raises(CommitFailedError):
         lake.ensure_table("predictions", "e", PREDICTIONS, partition_by=list(SLICE))
 
@@ -365,10 +365,10 @@ def test_reset_table_empties_it_with_the_new_schema_and_keeps_the_old_version(tm
     lake.replace_slice("bronze", "d", day("2024-01-01", [1, 2]), {"ds": "2024-01-01"}, run_id="a")
     schema = pa.schema([("x", pa.string()), ("y", pa.string()), ("ds", pa.string())])
     version = lake.reset_table("bronze", "d", schema, partition_by=["ds"])
-    assert version == 1 == lake.version("bronze", "d")
+    assert version == 2 == lake.version("bronze", "d")  # created empty, written, reset
     assert lake.read("bronze", "d").num_rows == 0 and lake.read("bronze", "d").schema == schema
     assert lake.table("bronze", "d").metadata().partition_columns == ["ds"]
-    assert lake.read("bronze", "d", version=0).column("x").to_pylist() == [1, 2]
+    assert lake.read("bronze", "d", version=1).column("x").to_pylist() == [1, 2]
 
 
 def test_partition_values_are_the_days_a_table_holds_sorted(tmp_path):

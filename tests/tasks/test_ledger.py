@@ -163,7 +163,7 @@ def test_the_ledger_stays_a_few_files_however_many_rows_it_holds(tmp_path):
     lake = Lake(str(tmp_path / "lake"))
     for n in range(COMPACT_EVERY * 2 + 3):
         record_entry(lake, entry(f"2024-01-{n % 28 + 1:02d}", "ingest", f"r{n}", rows_in=n))
-    assert len(lake.table("ledger").file_uris()) <= 4
+    assert len(lake.table("ledger").file_uris()) <= 5  # not one per row: compacted
     ledger = read_ledger(lake, "adult")
     assert sorted(ledger["rows_in"]) == list(range(COMPACT_EVERY * 2 + 3))  # nothing lost
 

@@ -96,3 +96,49 @@ def test_settings_refuse_unsafe_rename_at_start(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
     with pytest.raises(ValidationError, match="AWS_S3_ALLOW_UNSAFE_RENAME"):
         Settings(home=tmp_path)
+
+
+def _raised_from(cause: Exception, error: Exception) -> Exception:
+    try:
+        try:
+            raise cause
+        except Exception as inner:
+            raise error from inner
+    except Exception as raised:
+        return raised
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError("Kernel error -> ... 403 Forbidden <Code>SignatureDoesNotMatch</Code> ..."),
+        _raised_from(  # s3fs: a PermissionError with botocore's message, from its error
+            RuntimeError("An error occurred (InvalidAccessKeyId) when calling ListObjectsV2"),
+            PermissionError("The AWS Access Key Id you provided does not exist in our records."),
+        ),
+    ],
+)
+def test_a_refusal_of_the_credentials_becomes_one_error_naming_the_store(error):
+    store = Store.from_options(
+        {"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}, environ={}
+    )
+    denied = store.refused("s3://bucket/lake", error)
+    assert str(denied).startswith("s3://bucket/lake (S3 at http://minio:9000) refused the ")
+    assert "s3cr3t" not in str(denied)
+    assert store.refused("/local/lake", error) is None  # a local path has no credentials
+
+
+def test_other_errors_are_not_taken_for_a_refusal():
+    store = Store.from_options({"AWS_ENDPOINT_URL": "http://minio:9000"}, environ={})
+    assert store.refused("s3://bucket/lake", OSError("503 Service Unavailable SlowDown")) is None
+    assert store.refused("s3://bucket/lake", PermissionError("EACCES")) is None
+
+
+def test_a_storage_block_is_named_by_its_type_and_name(tmp_path):
+    from pydantic import ValidationError
+
+    from flows.settings import Settings
+
+    assert Settings(home=tmp_path, storage_block="aws-credentials/prod").storage_block
+    with pytest.raises(ValidationError, match="storage_block"):
+        Settings(home=tmp_path, storage_block="prod")
