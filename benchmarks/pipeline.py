@@ -9,14 +9,18 @@ What runs, per repeat, on one Adult CSV of `--rows` rows (synthetic Adult rows,
 * floor: `pyarrow.csv.read_csv` of the file (Arrow's type inference, all threads) and
   `deltalake.write_deltalake` of the table into a new Delta table;
 * ingest: what the ingest flow runs for that day, without Prefect: `fetch_partition` (the
-  file's bytes and checksum), `build_partition` (parsing by Arrow, `_row_id` and lineage on
-  every row, rejects), `write_partition` (the day's rejects and bronze slices, each one
+  file's checksum, and its bytes when it is small), `stage_partition` (parsing by Arrow in
+  blocks of whole records, `_row_id` and lineage on every row, rejects, each block's rows
+  written as a file), `write_partition` (the day's rejects and bronze files, each table one
   atomic Delta commit through `tasks.lake.Lake`).
 
-* validation: the day's bronze read as the validate flow reads it (`read_slice`, text
-  columns dictionary encoded), then `split_valid_rows` (typing and every schema check in
-  Arrow, row-wide checks by pandera) timed alone, and the whole stage: read, split and
-  `write_validated` (the day's quarantine and silver slices committed).
+* validation: `split_valid_rows` (typing and every schema check in Arrow, row-wide checks
+  by pandera) of the whole day's bronze (read with text columns dictionary encoded) timed
+  alone, and the whole stage as the validate flow runs it: `stage_validated` (bronze read
+  and split a batch at a time, silver and quarantine files written) and `commit_validated`.
+* memory (`--memory-rows`): the peak RSS of a fresh process that ingests and validates a
+  day of each size (files are parsed in blocks and bronze split in batches: it should not
+  grow with the day).
 
 Reported: seconds (median of `--repeats`) and rows/s of each; ingest's rows/s as a share
 of the floor's (target: >= 50%, issue 14) and the split's rows/s (target: >= 5M rows/s).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,33 +70,68 @@ def floor(path: Path, folder: Path) -> int:
 
 def ingest(landing: Path, folder: Path) -> int:
     from datasets import get_dataset
-    from tasks.bronze import build_partition, write_partition
+    from tasks.bronze import stage_partition, write_partition
     from tasks.lake import Lake
     from tasks.landing import fetch_partition
 
-    spec = get_dataset("adult")
+    spec, lake = get_dataset("adult"), Lake(str(folder / "lake"))
     contents, _ = fetch_partition.fn(str(landing), spec.name, DS)
     target = (spec.roles.target,)
-    batch = build_partition.fn(contents, spec.name, spec.columns, DS, "bench", spec.landing, target)
-    write_partition.fn(Lake(str(folder / "lake")), spec.name, DS, batch, "bench")
-    return batch.landed_rows
+    staged = stage_partition.fn(lake, contents, spec.name, spec.columns, DS, "bench",
+                                spec.landing, target)  # fmt: skip
+    write_partition.fn(lake, spec.name, spec.columns, DS, staged, "bench")
+    return staged.landed_rows
 
 
 def validation(folder: Path) -> tuple[float, float, int]:
-    """(split seconds, stage seconds, rows) of validating the day ingested into `folder`."""
+    """(split seconds, stage seconds, rows) of validating the day ingested into `folder`:
+    the split of the whole day at once, and the stage as the flow runs it (in batches)."""
     from datasets import get_dataset
-    from tasks.bronze import bronze_schema
-    from tasks.lake import Lake, read_slice
-    from tasks.validation import split_valid_rows, write_validated
+    from tasks.lake import Lake
+    from tasks.validation import commit_validated, split_valid_rows, stage_validated
 
     spec, lake = get_dataset("adult"), Lake(str(folder / "lake"))
-    started = time.perf_counter()
-    bronze = read_slice.fn(lake, "bronze", spec.name, DS, dictionaries=spec.columns)
+    bronze = lake.read("bronze", spec.name, {"ds": DS}, dictionaries=spec.columns)
     split_started = time.perf_counter()
-    split = split_valid_rows.fn(bronze, spec)
+    split_valid_rows.fn(bronze, spec)
     split_s = time.perf_counter() - split_started
-    write_validated.fn(lake, spec, DS, split, bronze_schema(spec.columns), "bench")
-    return split_s, time.perf_counter() - started, bronze.num_rows
+    started = time.perf_counter()
+    staged = stage_validated.fn(lake, spec, DS, "bench")
+    commit_validated.fn(lake, spec, DS, staged, "bench")
+    return split_s, time.perf_counter() - started, staged.rows_in
+
+
+def peak_memory(landing: Path) -> float:
+    """Peak resident MB of a fresh process that ingests and validates the landed day (this
+    module run with `--memory-of`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline", "--memory-of", str(landing)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(done.stdout.split()[-1])
+
+
+def _ingest_and_validate(landing: Path) -> float:
+    """Ingest and validate the landed day in a new folder; this process's peak RSS (MB)."""
+    from datasets import get_dataset
+    from tasks.lake import Lake
+    from tasks.validation import commit_validated, stage_validated
+
+    folder = Path(tempfile.mkdtemp(prefix="tidewater-bench-"))
+    try:
+        ingest(landing, folder)
+        spec, lake = get_dataset("adult"), Lake(str(folder / "lake"))
+        commit_validated.fn(lake, spec, DS, stage_validated.fn(lake, spec, DS, "m"), "m")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not `ru_maxrss`: Linux carries the
+    parent's peak over into a child at exec."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
 def timed(run, repeats: int) -> tuple[float, int]:
@@ -112,7 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="200k rows, one repeat")
+    parser.add_argument("--memory-rows", default="1000000,4000000",
+                        help="days whose peak RSS is measured ('' for none)")  # fmt: skip
+    parser.add_argument("--memory-of", type=Path, help=argparse.SUPPRESS)  # the child's
     args = parser.parse_args(argv)
+    if args.memory_of:
+        print(f"{_ingest_and_validate(args.memory_of):.0f}")
+        return 0
     rows, repeats = (200_000, 1) if args.quick else (args.rows, args.repeats)
     import deltalake  # noqa: F401  (imports are not timed)
 
@@ -147,6 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     split_rate = valid_rows / split_s
     verdict = "met" if split_rate >= TARGET_VALIDATION else "NOT met"
     print(f"validation split at {split_rate:,.0f} rows/s (target >= 5M rows/s: {verdict})")
+    memory_rows = [int(n) for n in args.memory_rows.split(",") if n and not args.quick]
+    if memory_rows:
+        print("\n| rows | CSV MB | peak RSS MB (ingest + validation, one process) |")
+        print("|---:|---:|---:|")
+    for count in memory_rows:
+        with tempfile.TemporaryDirectory(prefix="tidewater-landing-") as landing_dir:
+            path = landed_day(Path(landing_dir), count)
+            size = path.stat().st_size / 1e6
+            print(f"| {count:,} | {size:,.0f} | {peak_memory(Path(landing_dir)):,.0f} |")
     return 0
 
 

@@ -7,7 +7,7 @@ from prefect import flow, get_run_logger
 from datasets import get_dataset
 from flows.resources import RUN_END_HOOKS, current_run_id, lake_of, store_of
 from flows.settings import current_settings
-from tasks.bronze import UnreadableFiles, build_partition, relanded_changes, write_partition
+from tasks.bronze import UnreadableFiles, relanded_changes, stage_partition, write_partition
 from tasks.landing import fetch_partition, without_duplicates
 from tasks.ledger import ingested_elsewhere, last_succeeded, ledger_stage
 from tasks.schema_evolution import migrate_tables
@@ -42,22 +42,21 @@ def ingest(dataset: str, ds: str) -> dict:
                     duplicate["same_as"],
                 )
         labels_apart = (spec.roles.target,)  # features may land before their labels
-        batch = build_partition(
-            contents, dataset, spec.columns, ds, run_id, spec.landing, labels_apart
-        )
-        entry.files = batch.files + duplicates  # every landed file, the duplicates marked
-        if batch.unreadable:
-            raise UnreadableFiles(f"{dataset} ds={ds}: " + "; ".join(batch.unreadable))
-        entry.rows_in = batch.landed_rows
-        entry.rows_out = batch.bronze.num_rows
-        entry.rows_diverted = batch.rejects.num_rows
-        changes = relanded_changes(previous and previous["files"], batch.files)
+        staged = stage_partition(lake, contents, dataset, spec.columns, ds, run_id,
+                                 spec.landing, labels_apart, store_of(settings))  # fmt: skip
+        entry.files = staged.files + duplicates  # every landed file, the duplicates marked
+        if staged.unreadable:  # nothing is committed: the staged files stay invisible
+            raise UnreadableFiles(f"{dataset} ds={ds}: " + "; ".join(staged.unreadable))
+        entry.rows_in = staged.landed_rows
+        entry.rows_out = staged.bronze_rows
+        entry.rows_diverted = staged.rejected_rows
+        changes = relanded_changes(previous and previous["files"], staged.files)
         if changes:
             get_run_logger().warning("ds=%s was re-landed with different files: %s", ds, changes)
         entry.details = {"relanded": changes, "markers_skipped": markers} | (
             {"columns_added": migrated} if migrated else {}
         )
-        entry.delta_versions = write_partition(lake, dataset, ds, batch, run_id)
+        entry.delta_versions = write_partition(lake, dataset, spec.columns, ds, staged, run_id)
     get_run_logger().info(
         "%s ds=%s: %d landed, %d to bronze, %d rejected",
         dataset,

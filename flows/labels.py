@@ -29,8 +29,8 @@ def ingest_labels(dataset: str, ds: str) -> dict:
     with ledger_stage(lake, dataset, ds, "labels", run_id) as entry:
         spec = get_dataset(dataset)
         migrate_tables(lake, spec, ["labels"])
-        contents, markers = fetch_partition(
-            settings.landing_uri, labels_feed(dataset), ds, store_of(settings)
+        contents, markers = fetch_partition(  # a day's labels are read whole
+            settings.landing_uri, labels_feed(dataset), ds, store_of(settings), whole_below=None
         )
         batch = build_labels(contents, spec, ds, run_id)
         entry.files = batch.files

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 from prefect import flow, get_run_logger
 
 from datasets import get_dataset
 from flows.resources import RUN_END_HOOKS, current_run_id, lake_of
 from flows.settings import current_settings
 from reports import artifact_key, publish_markdown, validation_markdown
-from tasks.bronze import bronze_schema
-from tasks.lake import read_slice
 from tasks.ledger import ledger_stage
 from tasks.schema_evolution import migrate_tables
-from tasks.validation import (
-    check_quarantine_limit,
-    quarantine_samples,
-    split_valid_rows,
-    write_validated,
-)
+from tasks.validation import check_quarantine_limit, commit_validated, stage_validated
 
 
 @flow(name="validate", flow_run_name="validate-{dataset}-{ds}", **RUN_END_HOOKS)
@@ -32,24 +24,22 @@ def validate(dataset: str, ds: str, max_quarantine_fraction: float | None = None
     with ledger_stage(lake, dataset, ds, "validate", run_id) as entry:
         spec = get_dataset(dataset)
         migrated = migrate_tables(lake, spec, ["silver", "quarantine"])
-        bronze = read_slice(lake, "bronze", dataset, ds, dictionaries=spec.columns)
-        split = split_valid_rows(bronze, spec)
-        entry.rows_in = bronze.num_rows
-        entry.rows_out = split.silver_rows.num_rows
-        entry.rows_diverted = split.quarantine_rows.num_rows
-        entry.details = {"failed_checks": split.failed_checks()} | (
+        staged = stage_validated(lake, spec, ds, run_id)
+        entry.rows_in = staged.rows_in
+        entry.rows_out = staged.silver_count
+        entry.rows_diverted = staged.quarantined_count
+        entry.details = {"failed_checks": staged.failed_checks()} | (
             {"columns_added": migrated} if migrated else {}
         )
-        schema: pa.Schema = bronze_schema(spec.columns)
-        entry.delta_versions = write_validated(lake, spec, ds, split, schema, run_id)
+        entry.delta_versions = commit_validated(lake, spec, ds, staged, run_id)
         publish_markdown(
             validation_markdown(
                 dataset,
                 ds,
                 entry.rows_in,
                 entry.rows_out,
-                split.failed_checks(),
-                quarantine_samples(split),
+                staged.failed_checks(),
+                staged.samples,
                 limit,
             ),
             key=artifact_key(f"validation-{dataset}-{ds}"),
@@ -58,5 +48,5 @@ def validate(dataset: str, ds: str, max_quarantine_fraction: float | None = None
         get_run_logger().info(
             "%s ds=%s: %d valid, %d quarantined", dataset, ds, entry.rows_out, entry.rows_diverted
         )
-        check_quarantine_limit(split, dataset, ds, limit)
+        check_quarantine_limit(staged, dataset, ds, limit)
     return {"silver": entry.rows_out, "quarantine": entry.rows_diverted}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,9 +10,11 @@ import pyarrow as pa
 
 from datasets import LandingFormat, row_id, row_ids
 from tasks import step
-from tasks.lake import Lake
+from tasks.blocks import BLOCK_BYTES
+from tasks.lake import Lake, StagedFile, StagingWriter
 from tasks.landing import FileContent
-from tasks.parsing import parse_file
+from tasks.parsing import parse_in_blocks
+from tasks.storage import LOCAL, Store
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -69,7 +71,46 @@ class PartitionBatch:
         return self.bronze.num_rows + self.rejects.num_rows
 
 
-@step
+def partition_blocks(
+    contents: Sequence[FileContent],
+    dataset: str,
+    columns: Sequence[str],
+    ds: str,
+    run_id: str,
+    landing: LandingFormat | None = None,
+    optional: Sequence[str] = (),
+    store: Store = LOCAL,
+    block_bytes: int | None = None,
+) -> Iterator[PartitionBatch]:
+    """Every file of partition `ds` parsed as `landing` declares, a block of whole records
+    at a time (`tasks.blocks`): a batch per block, lineage stamped on each row and reject;
+    each file's receipt (and why it is unreadable, for a file of an undeclared kind) comes
+    in a batch of its own after its blocks."""
+    now, block_bytes = datetime.now(UTC), block_bytes or BLOCK_BYTES
+    for content in contents:
+        records, rejected, notes, unreadable = 0, 0, [], None
+        for parsed in parse_in_blocks(content.file.name, content.chunks(store, block_bytes),
+                                      columns, landing, optional, block_bytes):  # fmt: skip
+            if parsed.unreadable:
+                unreadable = parsed.unreadable
+                continue
+            notes += parsed.notes
+            yield PartitionBatch(
+                bronze=_bronze_rows(parsed.table, columns, dataset, ds, content, now, run_id),
+                rejects=_reject_rows(parsed.rejects, rejected, dataset, ds, content, now, run_id),
+                files=[],
+                unreadable=[],
+            )
+            records, rejected = records + parsed.record_count, rejected + len(parsed.rejects)
+        receipt = content.receipt() | {"records": records, "rejects": rejected, "notes": notes}
+        yield PartitionBatch(
+            bronze=bronze_schema(columns).empty_table(),
+            rejects=REJECTS_SCHEMA.empty_table(),
+            files=[receipt | ({"error": unreadable} if unreadable else {})],
+            unreadable=[unreadable] if unreadable else [],
+        )
+
+
 def build_partition(
     contents: Sequence[FileContent],
     dataset: str,
@@ -79,52 +120,106 @@ def build_partition(
     landing: LandingFormat | None = None,
     optional: Sequence[str] = (),
 ) -> PartitionBatch:
-    """Parse every file of partition `ds` as `landing` declares and stamp lineage on each
-    row and reject; files of an undeclared kind are listed as unreadable, not read."""
-    now = datetime.now(UTC)
-    schema = bronze_schema(columns)
-    pieces: list[pa.Table] = []
-    rejects: dict[str, list] = {name: [] for name in REJECTS_SCHEMA.names}
-    files, unreadable = [], []
-    for content in contents:
-        parsed = parse_file(content.file.name, content.data, columns, landing, optional)
-        files.append(
-            content.receipt()
-            | {
-                "records": parsed.record_count,
-                "rejects": len(parsed.rejects),
-                "notes": parsed.notes,
-            }
-            | ({"error": parsed.unreadable} if parsed.unreadable else {})
-        )
-        if parsed.unreadable:
-            unreadable.append(parsed.unreadable)
-        if parsed.record_count:
-            pieces.append(_with_lineage(parsed.table, dataset, ds, content))
-        for index, reject in enumerate(parsed.rejects):
-            key = reject.line if reject.line is not None else f"file-{index}"
-            rejects["_row_id"].append(row_id(dataset, ds, content.file.name, key))
-            rejects["_source"].append(content.file.uri)
-            rejects["_line"].append(reject.line)
-            rejects["raw_text"].append(reject.raw_text)
-            rejects["error"].append(reject.error)
-    count = len(rejects["_row_id"])
-    rejects |= {"_ingested_at": [now] * count, "_run_id": [run_id] * count, "ds": [ds] * count}
-    bronze = pa.concat_tables(pieces) if pieces else schema.empty_table()
-    count = bronze.num_rows
-    bronze = pa.table(
-        {name: bronze.column(name) for name in schema.names if name in bronze.column_names}
-        | {
-            "_ingested_at": pa.repeat(pa.scalar(now, TIMESTAMP), count),
-            "_run_id": pa.repeat(pa.scalar(run_id), count),
-            "ds": pa.repeat(pa.scalar(ds), count),
-        }
-    ).select(schema.names)
+    """`partition_blocks` gathered into one batch: the whole partition in memory."""
+    blocks = list(partition_blocks(contents, dataset, columns, ds, run_id, landing, optional))
     return PartitionBatch(
-        bronze=bronze.cast(schema),
-        rejects=pa.Table.from_pydict(rejects, schema=REJECTS_SCHEMA),
-        files=files,
-        unreadable=unreadable,
+        bronze=pa.concat_tables([block.bronze for block in blocks]),
+        rejects=pa.concat_tables([block.rejects for block in blocks]),
+        files=[receipt for block in blocks for receipt in block.files],
+        unreadable=[why for block in blocks for why in block.unreadable],
+    )
+
+
+@dataclass(frozen=True)
+class StagedPartition:
+    """A partition's bronze rows and rejects written as files of their tables, not yet
+    committed (`write_partition` does), and what was read."""
+
+    bronze: list[StagedFile]
+    rejects: list[StagedFile]
+    files: list[dict]
+    unreadable: list[str]
+
+    @property
+    def bronze_rows(self) -> int:
+        return sum(file.rows for file in self.bronze)
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(file.rows for file in self.rejects)
+
+    @property
+    def landed_rows(self) -> int:
+        return self.bronze_rows + self.rejected_rows
+
+
+@step
+def stage_partition(
+    lake: Lake,
+    contents: Sequence[FileContent],
+    dataset: str,
+    columns: Sequence[str],
+    ds: str,
+    run_id: str,
+    landing: LandingFormat | None = None,
+    optional: Sequence[str] = (),
+    store: Store = LOCAL,
+) -> StagedPartition:
+    """`partition_blocks`, each block's bronze rows and rejects written as a file of its
+    table while the next block is parsed: memory holds about two blocks, whatever the size
+    of the day."""
+    files, unreadable = [], []
+    with StagingWriter(lake, dataset, {"ds": ds}) as writer:
+        for block in partition_blocks(contents, dataset, columns, ds, run_id, landing,
+                                      optional, store):  # fmt: skip
+            files += block.files
+            unreadable += block.unreadable
+            writer.stage("bronze", block.bronze)
+            writer.stage("rejects", block.rejects)
+    return StagedPartition(writer.files("bronze"), writer.files("rejects"), files, unreadable)
+
+
+def _bronze_rows(records, columns, dataset, ds, content, now, run_id) -> pa.Table:
+    """A block's records as bronze rows: text columns, lineage, issues, extras."""
+    schema = bronze_schema(columns)
+    if records is None or not records.num_rows:
+        return schema.empty_table()
+    records = _with_lineage(records, dataset, ds, content)
+    count = records.num_rows
+    return (
+        pa.table(
+            {name: records.column(name) for name in schema.names if name in records.column_names}
+            | {
+                "_ingested_at": pa.repeat(pa.scalar(now, TIMESTAMP), count),
+                "_run_id": pa.repeat(pa.scalar(run_id), count),
+                "ds": pa.repeat(pa.scalar(ds), count),
+            }
+        )
+        .select(schema.names)
+        .cast(schema)
+    )
+
+
+def _reject_rows(rejects, before, dataset, ds, content, now, run_id) -> pa.Table:
+    """A block's rejects with lineage; `before`: the file's rejects in earlier blocks (a
+    reject without a line is keyed by its place in the file)."""
+    keys = [
+        reject.line if reject.line is not None else f"file-{before + index}"
+        for index, reject in enumerate(rejects)
+    ]
+    count = len(rejects)
+    return pa.Table.from_pydict(
+        {
+            "_row_id": [row_id(dataset, ds, content.file.name, key) for key in keys],
+            "_source": [content.file.uri] * count,
+            "_line": [reject.line for reject in rejects],
+            "raw_text": [reject.raw_text for reject in rejects],
+            "error": [reject.error for reject in rejects],
+            "_ingested_at": [now] * count,
+            "_run_id": [run_id] * count,
+            "ds": [ds] * count,
+        },
+        schema=REJECTS_SCHEMA,
     )
 
 
@@ -152,10 +247,34 @@ def relanded_changes(previous: Sequence[dict] | None, current: Sequence[dict]) -
 
 
 @step(retries=2)
-def write_partition(lake: Lake, dataset: str, ds: str, batch: PartitionBatch, run_id: str) -> dict:
-    """Replace the day's rejects, then its bronze rows; returns the Delta versions written."""
-    where = {"ds": ds}
+def write_partition(
+    lake: Lake,
+    dataset: str,
+    columns: Sequence[str],
+    ds: str,
+    staged: StagedPartition,
+    run_id: str,
+) -> dict:
+    """Replace the day's rejects, then its bronze rows, by the staged files, each in one
+    commit; returns the Delta versions written."""
+    where, by_ds = {"ds": ds}, ["ds"]
     return {
-        "rejects": lake.replace_slice("rejects", dataset, batch.rejects, where, run_id=run_id),
-        "bronze": lake.replace_slice("bronze", dataset, batch.bronze, where, run_id=run_id),
+        "rejects": lake.commit_files(
+            "rejects",
+            dataset,
+            staged.rejects,
+            REJECTS_SCHEMA,
+            where,
+            run_id=run_id,
+            partition_by=by_ds,
+        ),  # fmt: skip
+        "bronze": lake.commit_files(
+            "bronze",
+            dataset,
+            staged.bronze,
+            bronze_schema(columns),
+            where,
+            run_id=run_id,
+            partition_by=by_ds,
+        ),  # fmt: skip
     }

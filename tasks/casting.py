@@ -73,6 +73,8 @@ def cast_text(text: pa.Array, kind: str, null_tokens: Sequence[str] = ("",)) -> 
     distinct = few_distinct(text)
     if distinct is None:
         return _cast(text, kind, null_tokens)
+    if not len(distinct.dictionary):  # every value null (a batch of a file without it)
+        return _cast(pa.nulls(len(distinct), pa.string()), kind, null_tokens)
     per_value = _cast(distinct.dictionary, kind, null_tokens)
     indices = distinct.indices
     given = pc.is_valid(indices).to_numpy(zero_copy_only=False)

@@ -9,7 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -26,7 +26,6 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.transaction import AddAction
 from pyarrow.dataset import ParquetReadOptions
 
-from tasks import step
 from tasks.storage import LOCAL, Store
 
 # A column's min/max in the Delta log is cut to this many bytes: one huge landed value
@@ -184,6 +183,29 @@ class Lake:
         options = ParquetReadOptions(dictionary_columns=set(dictionaries))
         rows = dt.to_pyarrow_dataset(partitions=filters or None, parquet_read_options=options)
         return rows.to_table(columns=list(columns) if columns else None)
+
+    def read_batches(
+        self,
+        table: str,
+        dataset: str | None,
+        where: Mapping[str, str],
+        batch_rows: int,
+        dictionaries: Sequence[str] = (),
+    ) -> Iterator[pa.Table]:
+        """`read` of the rows matching `where` (partition columns only), file after file,
+        about `batch_rows` at a time: memory holds one batch, whatever the size of the
+        slice."""
+        dt = self.table(table, dataset)
+        if dt is None:
+            return
+        filters = [(name, "=", _checked(value)) for name, value in where.items()]
+        fs, _ = self.store.filesystem(self.uri(table, dataset))
+        schema = pa.schema(dt.schema().to_arrow())
+        for uri in dt.file_uris(filters or None):
+            with fs.open(uri, "rb") as handle:
+                reader = pq.ParquetFile(handle, read_dictionary=list(dictionaries))
+                for batch in reader.iter_batches(batch_size=batch_rows):
+                    yield _conformed(pa.Table.from_batches([batch]), schema, where)
 
     def replace_slice(
         self,
@@ -539,6 +561,56 @@ class Lake:
         return {}
 
 
+def _conformed(rows: pa.Table, schema: pa.Schema, partition: Mapping[str, str]) -> pa.Table:
+    """A data file's rows as the table's rows: its partition values added, the columns the
+    table gained since the file was written null, in the table's order."""
+    count = rows.num_rows
+    columns = []
+    for field in schema:
+        if field.name in partition:
+            columns.append(pa.repeat(pa.scalar(partition[field.name], field.type), count))
+        elif field.name in rows.column_names:
+            columns.append(rows.column(field.name))
+        else:
+            columns.append(pa.nulls(count, field.type))
+    return pa.table(columns, names=schema.names)
+
+
+class StagingWriter:
+    """Stages files of a lake's tables (`Lake.stage_file`) in a background thread while the
+    caller prepares the next rows: memory holds the rows being written and those being
+    prepared, whatever the size of the slice. Use as a context manager; `files(table)`
+    after it closes."""
+
+    def __init__(self, lake: Lake, dataset: str | None, partition: Mapping[str, str]):
+        self.lake, self.dataset, self.partition = lake, dataset, dict(partition)
+        self.writer = ThreadPoolExecutor(1)
+        self.pending: Future | None = None
+        self.staged: dict[str, list[Future]] = {}
+
+    def __enter__(self) -> StagingWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.writer.shutdown(wait=True)
+
+    def stage(self, table: str, rows: pa.Table) -> None:
+        """Write `rows` (keyed by `_row_id`) as a new file of `table`, once the previous
+        file is written; no file for no rows."""
+        if not rows.num_rows:
+            self.staged.setdefault(table, [])
+            return
+        if self.pending is not None:
+            self.pending.result()
+        self.pending = self.writer.submit(
+            self.lake.stage_file, table, self.dataset, rows, self.partition, ("_row_id",)
+        )
+        self.staged.setdefault(table, []).append(self.pending)
+
+    def files(self, table: str) -> list[StagedFile]:
+        return [future.result() for future in self.staged.get(table, [])]
+
+
 def _nearest_first(hint: int, highest: int, reach: int = 64) -> Iterator[int]:
     """hint, hint + 1, hint - 1, hint + 2, ... within [0, highest] and `reach` of hint."""
     yield hint
@@ -562,11 +634,3 @@ def _checked(value: str) -> str:
     if not isinstance(value, str) or not _SLICE_VALUE.match(value):
         raise ValueError(f"invalid slice value {value!r}")
     return value
-
-
-@step(retries=2)
-def read_slice(
-    lake: Lake, table: str, dataset: str | None, ds: str, dictionaries: Sequence[str] = ()
-) -> pa.Table:
-    """One day of a table (no row, no column, when the table does not exist yet)."""
-    return lake.read(table, dataset, where={"ds": ds}, dictionaries=dictionaries)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import fsspec
 
 from tasks import step
+from tasks.blocks import BLOCK_BYTES
 from tasks.storage import LOCAL, Store
 
 
@@ -22,15 +23,37 @@ class LandedFile:
     size: int
 
 
+WHOLE_FILE_BYTES = BLOCK_BYTES
+"""Files up to this size are read whole; larger ones in blocks when they are parsed."""
+
+
 @dataclass(frozen=True)
 class FileContent:
+    """A landed file's SHA-256 and, unless it is larger than `WHOLE_FILE_BYTES`, its bytes;
+    `chunks` reads it either way."""
+
     file: LandedFile
-    data: bytes
+    data: bytes | None
     checksum: str
+
+    @property
+    def holds_text(self) -> bool:
+        """Whether anything but whitespace landed (a file read in blocks is never blank)."""
+        return self.data is None or bool(self.data.strip())
+
+    def chunks(self, store: Store = LOCAL, size: int = BLOCK_BYTES) -> Iterator[bytes]:
+        """The file's bytes, in pieces of `size` when it was not read whole."""
+        if self.data is not None:
+            yield self.data
+            return
+        with store.open(self.file.uri, "rb") as handle:
+            while chunk := handle.read(size):
+                yield chunk
 
     def receipt(self) -> dict:
         """What the ledger records of a file read."""
-        return {"path": self.file.uri, "size": len(self.data), "sha256": self.checksum}
+        size = self.file.size if self.data is None else len(self.data)
+        return {"path": self.file.uri, "size": size, "sha256": self.checksum}
 
 
 def partition_uri(landing_uri: str, dataset: str, ds: str) -> str:
@@ -91,11 +114,19 @@ def _refuse_link_out_of(landing_uri: str, uri: str, local_path: str) -> None:
         )
 
 
-def read_landed_file(file: LandedFile, store: Store = LOCAL) -> FileContent:
-    """The file's bytes, exactly as landed (no decompression), with their SHA-256."""
+def read_landed_file(
+    file: LandedFile, store: Store = LOCAL, whole_below: int | None = WHOLE_FILE_BYTES
+) -> FileContent:
+    """The file's SHA-256 and, up to `whole_below` bytes (None: any size), its bytes exactly
+    as landed (no decompression); a larger file is hashed in blocks and left unread."""
     with store.open(file.uri, "rb") as handle:
-        data = handle.read()
-    return FileContent(file=file, data=data, checksum=hashlib.sha256(data).hexdigest())
+        if whole_below is None or file.size <= whole_below:
+            data = handle.read()
+            return FileContent(file=file, data=data, checksum=hashlib.sha256(data).hexdigest())
+        digest = hashlib.sha256()
+        while chunk := handle.read(BLOCK_BYTES):
+            digest.update(chunk)
+    return FileContent(file=file, data=None, checksum=digest.hexdigest())
 
 
 def without_duplicates(
@@ -106,7 +137,7 @@ def without_duplicates(
     (`ingested_elsewhere`: sha256 → where). Empty files hold no record: never duplicates."""
     kept, duplicates, seen = [], [], dict(ingested_elsewhere)
     for content in contents:
-        same_as = seen.get(content.checksum) if content.data.strip() else None
+        same_as = seen.get(content.checksum) if content.holds_text else None
         if same_as is None:
             seen.setdefault(content.checksum, content.file.uri)
             kept.append(content)
@@ -117,8 +148,13 @@ def without_duplicates(
 
 @step(retries=2)
 def fetch_partition(
-    landing_uri: str, dataset: str, ds: str, store: Store = LOCAL
+    landing_uri: str,
+    dataset: str,
+    ds: str,
+    store: Store = LOCAL,
+    whole_below: int | None = WHOLE_FILE_BYTES,
 ) -> tuple[list[FileContent], list[str]]:
-    """Every data file of a landing partition, read, and the marker files skipped."""
+    """Every data file of a landing partition, read (those over `whole_below` bytes only
+    hashed: they are read in blocks when parsed), and the marker files skipped."""
     files, markers = list_landed_files(landing_uri, dataset, ds, store)
-    return [read_landed_file(file, store) for file in files], markers
+    return [read_landed_file(file, store, whole_below) for file in files], markers

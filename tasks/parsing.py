@@ -15,7 +15,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from datasets import LandingFormat
 from tasks.arrow_csv import NOT_BLANK, NotArrowReadable, line_bounds, read_delimited
+from tasks.blocks import ASCII_COMPATIBLE, BLOCK_BYTES, record_blocks
 
 
 @dataclass
@@ -146,6 +147,73 @@ def parse_file(
     parsed.rejects.extend(cut_short)
     if parsed.table is not None and optional:
         parsed.table = _without_issues(parsed.table, missing_column_issues(optional))
+    return parsed
+
+
+def parse_in_blocks(
+    name: str,
+    chunks: Iterable[bytes],
+    columns: Sequence[str],
+    landing: LandingFormat | None = None,
+    optional: Sequence[str] = (),
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[ParsedFile]:
+    """`parse_file` of a file read in `chunks`, one block of whole records at a time (see
+    `tasks.blocks`): its records and rejects carry the file's own line numbers, its notes
+    come with the first block that has them. Memory is bounded by the block, whatever the
+    file's size. Files no cut can split (gzip, Parquet, an encoding that is not
+    ASCII-compatible) are parsed whole."""
+    landing = landing or LandingFormat()
+    fmt = landing.kind_of(name)
+    if (
+        fmt not in ("csv", "tsv", "jsonl")
+        or name.lower().endswith(".gz")
+        or landing.encoding.lower() not in ASCII_COMPATIBLE
+    ):
+        yield parse_file(name, b"".join(chunks), columns, landing, optional)
+        return
+    with_header = fmt != "jsonl" and landing.header
+    header, header_lines, noted = b"", 0, set()
+    for block in record_blocks(chunks, landing.quotechar if fmt != "jsonl" else None,
+                               block_bytes):  # fmt: skip
+        parsed = parse_file(name, header + block.data, columns, landing, optional)
+        if with_header and not header:
+            header, header_lines = _header_of(block.data, landing.encoding)
+            shift = block.first_line - 1
+        else:
+            shift = block.first_line - 1 - header_lines
+        new_notes = [note for note in parsed.notes if note not in noted]
+        if block.first_line > 1:
+            new_notes = [note for note in new_notes if note != "empty file"]
+        noted.update(new_notes)
+        parsed.notes = new_notes
+        yield _shifted(parsed, shift) if shift else parsed
+
+
+def _header_of(data: bytes, encoding: str) -> tuple[bytes, int]:
+    """The bytes of `data` up to and including its header line (a BOM and blank lines
+    before it included), and their line count; nothing while no header was seen."""
+    start = len(BOM) if data.startswith(BOM) else 0
+    try:
+        found = _header_line(data, start, encoding)
+    except NotArrowReadable:
+        found = None
+    if found is None:
+        return b"", 0
+    line, _, after = found
+    return data[:after], line
+
+
+def _shifted(parsed: ParsedFile, lines: int) -> ParsedFile:
+    """`parsed` with every line number `lines` further into the file."""
+    if parsed.table is not None:
+        position = parsed.table.schema.get_field_index("_line")
+        shifted = pc.add(parsed.table.column("_line"), lines)
+        parsed.table = parsed.table.set_column(position, "_line", shifted)
+    parsed.rejects = [
+        Reject(None if r.line is None else r.line + lines, r.raw_text, r.error)
+        for r in parsed.rejects
+    ]
     return parsed
 
 

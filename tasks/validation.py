@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -16,10 +17,10 @@ from pandera.backends.pandas.checks import PandasCheckBackend
 
 from datasets import Dataset
 from tasks import step
-from tasks.bronze import LINEAGE_FIELDS
+from tasks.bronze import LINEAGE_FIELDS, bronze_schema
 from tasks.casting import ARROW_TYPES, PANDAS_TYPES, cast_text, decoded, kind_of
 from tasks.checks import check_label, column_failures
-from tasks.lake import Lake
+from tasks.lake import Lake, StagedFile, StagingWriter
 
 LINEAGE = ["_row_id", "_source", "_line", "_ingested_at", "ds"]
 
@@ -47,9 +48,16 @@ class ValidationSplit:
         return frame
 
     @property
+    def quarantined_count(self) -> int:
+        return self.quarantine_rows.num_rows
+
+    @property
+    def row_count(self) -> int:
+        return self.silver_rows.num_rows + self.quarantine_rows.num_rows
+
+    @property
     def quarantine_fraction(self) -> float:
-        total = self.silver_rows.num_rows + self.quarantine_rows.num_rows
-        return self.quarantine_rows.num_rows / total if total else 0.0
+        return self.quarantined_count / self.row_count if self.row_count else 0.0
 
     def failed_checks(self) -> dict[str, int]:
         """How many quarantined rows failed each check."""
@@ -211,14 +219,16 @@ def quarantine_samples(split: ValidationSplit, n: int = 5) -> list[dict]:
     return samples
 
 
-def check_quarantine_limit(split: ValidationSplit, dataset: str, ds: str, limit: float) -> None:
+def check_quarantine_limit(
+    split: ValidationSplit | StagedValidation, dataset: str, ds: str, limit: float
+) -> None:
     """Fail with a clear message when too many rows were quarantined."""
     if split.quarantine_fraction > limit:
         top = ", ".join(f"{check} ({n})" for check, n in list(split.failed_checks().items())[:5])
         raise QuarantineLimitExceeded(
-            f"{dataset} ds={ds}: {len(split.quarantine)} of "
-            f"{len(split.silver) + len(split.quarantine)} rows quarantined "
-            f"({split.quarantine_fraction:.1%} > limit {limit:.1%}); most failed checks: {top}"
+            f"{dataset} ds={ds}: {split.quarantined_count} of {split.row_count} rows "
+            f"quarantined ({split.quarantine_fraction:.1%} > limit {limit:.1%}); most failed "
+            f"checks: {top}"
         )
 
 
@@ -233,11 +243,95 @@ def quarantine_schema(bronze: pa.Schema) -> pa.Schema:
     return bronze.append(pa.field("_failed_checks", pa.list_(pa.string())))
 
 
+VALIDATE_BATCH_ROWS = 1 << 18
+"""Bronze rows split at once: memory holds one batch (and the one being written)."""
+
+
+@dataclass
+class StagedValidation:
+    """A day's bronze rows split batch after batch: silver and quarantine rows written as
+    files of their tables, not yet committed (`commit_validated` does), and what the split
+    found: rows in, failed checks, the first quarantined rows."""
+
+    silver: list[StagedFile] = field(default_factory=list)
+    quarantine: list[StagedFile] = field(default_factory=list)
+    rows_in: int = 0
+    checks: Counter = field(default_factory=Counter)
+    samples: list[dict] = field(default_factory=list)
+
+    @property
+    def silver_count(self) -> int:
+        return sum(file.rows for file in self.silver)
+
+    @property
+    def quarantined_count(self) -> int:
+        return sum(file.rows for file in self.quarantine)
+
+    @property
+    def row_count(self) -> int:
+        return self.silver_count + self.quarantined_count
+
+    @property
+    def quarantine_fraction(self) -> float:
+        return self.quarantined_count / self.row_count if self.row_count else 0.0
+
+    def failed_checks(self) -> dict[str, int]:
+        """How many quarantined rows failed each check, most first."""
+        return dict(sorted(self.checks.items(), key=lambda item: (-item[1], item[0])))
+
+
+@step
+def stage_validated(lake: Lake, dataset: Dataset, ds: str, run_id: str) -> StagedValidation:
+    """Split the day's bronze rows `VALIDATE_BATCH_ROWS` at a time (text columns read
+    dictionary encoded: typed and checked once per distinct value), each batch's silver
+    and quarantine rows written as files while the next batch is split."""
+    staged, where = StagedValidation(), {"ds": ds}
+    bronze_batches = lake.read_batches("bronze", dataset.name, where, VALIDATE_BATCH_ROWS,
+                                       dictionaries=dataset.columns)  # fmt: skip
+    with StagingWriter(lake, dataset.name, where) as writer:
+        for bronze in bronze_batches:
+            split = split_valid_rows.fn(bronze, dataset)
+            silver, quarantine = _stamped(split, dataset, run_id)
+            writer.stage("silver", silver)
+            writer.stage("quarantine", quarantine)
+            staged.rows_in += bronze.num_rows
+            staged.checks.update(split.failed_checks())
+            staged.samples += quarantine_samples(split, 5 - len(staged.samples))
+    staged.silver, staged.quarantine = writer.files("silver"), writer.files("quarantine")
+    return staged
+
+
 @step(retries=2)
+def commit_validated(lake: Lake, dataset: Dataset, ds: str, staged: StagedValidation,
+                     run_id: str) -> dict:  # fmt: skip
+    """Replace the day's quarantine, then its silver rows, by the staged files, each in one
+    commit; returns the Delta versions written."""
+    where, by_ds = {"ds": ds}, ["ds"]
+    quarantine = quarantine_schema(bronze_schema(dataset.columns))
+    return {
+        "quarantine": lake.commit_files("quarantine", dataset.name, staged.quarantine,
+                                        quarantine, where, run_id=run_id, partition_by=by_ds),
+        "silver": lake.commit_files("silver", dataset.name, staged.silver,
+                                    silver_schema(dataset), where, run_id=run_id,
+                                    partition_by=by_ds),
+    }  # fmt: skip
+
+
 def write_validated(
-    lake: Lake, dataset: Dataset, ds: str, split: ValidationSplit, bronze: pa.Schema, run_id: str
+    lake: Lake, dataset: Dataset, ds: str, split: ValidationSplit, run_id: str
 ) -> dict:
-    """Replace the day's quarantine, then its silver rows; returns the Delta versions written."""
+    """One split written as the day's quarantine and silver rows (a day split at once)."""
+    with StagingWriter(lake, dataset.name, {"ds": ds}) as writer:
+        silver, quarantine = _stamped(split, dataset, run_id)
+        writer.stage("silver", silver)
+        writer.stage("quarantine", quarantine)
+    staged = StagedValidation(writer.files("silver"), writer.files("quarantine"))
+    return commit_validated.fn(lake, dataset, ds, staged, run_id)
+
+
+def _stamped(split: ValidationSplit, dataset: Dataset, run_id: str) -> tuple[pa.Table, pa.Table]:
+    """The split's silver and quarantine rows stamped with the validate run, in the tables'
+    schemas."""
     stamp = pa.repeat(pa.scalar(run_id), split.silver_rows.num_rows)
     silver = split.silver_rows.append_column("_run_id", stamp)
     quarantine = split.quarantine_rows
@@ -246,13 +340,8 @@ def write_validated(
     quarantine = quarantine.append_column(
         "_run_id", pa.repeat(pa.scalar(run_id), quarantine.num_rows)
     )
-    silver_table = silver.select(silver_schema(dataset).names).cast(silver_schema(dataset))
-    schema = quarantine_schema(bronze)
-    quarantine_table = quarantine.select(schema.names).cast(schema)
-    where = {"ds": ds}
-    return {
-        "quarantine": lake.replace_slice(
-            "quarantine", dataset.name, quarantine_table, where, run_id=run_id
-        ),
-        "silver": lake.replace_slice("silver", dataset.name, silver_table, where, run_id=run_id),
-    }
+    schema = quarantine_schema(bronze_schema(dataset.columns))
+    return (
+        silver.select(silver_schema(dataset).names).cast(silver_schema(dataset)),
+        quarantine.select(schema.names).cast(schema),
+    )

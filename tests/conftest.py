@@ -105,7 +105,7 @@ def validated_day(home):
     under `home`, as the ingest and validate flows do, without Prefect (ledger rows too);
     returns (lake, rows landed)."""
     from datasets import get_dataset
-    from tasks.bronze import bronze_schema, build_partition, write_partition
+    from tasks.bronze import build_partition, stage_partition, write_partition
     from tasks.lake import Lake
     from tasks.landing import FileContent, LandedFile
     from tasks.ledger import LedgerEntry, record_entry
@@ -119,10 +119,12 @@ def validated_day(home):
             for name, text in files
         ]
         target = (spec.roles.target,)
-        batch = build_partition.fn(contents, "adult", spec.columns, ds, "i", spec.landing, target)
-        write_partition.fn(lake, "adult", ds, batch, "i")
+        batch = build_partition(contents, "adult", spec.columns, ds, "i", spec.landing, target)
+        staged = stage_partition.fn(lake, contents, "adult", spec.columns, ds, "i", spec.landing,
+                                    target)  # fmt: skip
+        write_partition.fn(lake, "adult", spec.columns, ds, staged, "i")
         split = split_valid_rows.fn(batch.bronze.to_pandas(), spec)
-        write_validated.fn(lake, spec, ds, split, bronze_schema(spec.columns), "v")
+        write_validated(lake, spec, ds, split, "v")
         ingested = LedgerEntry("adult", ds, "ingest", "i", rows_in=batch.landed_rows)
         ingested.rows_out, ingested.rows_diverted = batch.bronze.num_rows, batch.rejects.num_rows
         validated = LedgerEntry("adult", ds, "validate", "v", rows_in=ingested.rows_out)

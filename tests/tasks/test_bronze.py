@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from datasets import LandingFormat, row_id
-from tasks.bronze import build_partition, relanded_changes, write_partition
+from tasks.bronze import build_partition, relanded_changes, stage_partition, write_partition
 from tasks.lake import Lake
 from tasks.landing import FileContent, LandedFile
 
@@ -20,7 +20,13 @@ def landed(name: str, data: bytes) -> FileContent:
 
 
 def build(*contents: FileContent):
-    return build_partition.fn(list(contents), "t", COLUMNS, DS, "run-1", LandingFormat())
+    return build_partition(list(contents), "t", COLUMNS, DS, "run-1", LandingFormat())
+
+
+def ingest(lake: Lake, run_id: str, *contents: FileContent) -> dict:
+    """Stage the partition's files and commit them, as the ingest flow does."""
+    staged = stage_partition.fn(lake, list(contents), "t", COLUMNS, DS, run_id, LandingFormat())
+    return write_partition.fn(lake, "t", COLUMNS, DS, staged, run_id)
 
 
 def test_every_record_is_a_bronze_row_or_a_reject_with_its_lineage():
@@ -49,8 +55,8 @@ def test_an_undeclared_file_is_listed_unreadable_and_not_read():
 
 def test_writing_a_partition_again_replaces_it(tmp_path):
     lake = Lake(str(tmp_path))
-    write_partition.fn(lake, "t", DS, build(landed("x.csv", b"a,b\n1,2\n3,4\nbad\n")), "run-1")
-    write_partition.fn(lake, "t", DS, build(landed("x.csv", b"a,b\n1,2\n")), "run-2")
+    ingest(lake, "run-1", landed("x.csv", b"a,b\n1,2\n3,4\nbad\n"))
+    ingest(lake, "run-2", landed("x.csv", b"a,b\n1,2\n"))
     assert lake.read("bronze", "t").num_rows == 1 and lake.read("rejects", "t").num_rows == 0
 
 
@@ -87,7 +93,7 @@ def test_receipts_stamps_and_a_whole_file_reject_carry_what_the_ledger_needs():
 
 def test_the_landing_format_and_optional_columns_are_those_of_the_dataset():
     landing = LandingFormat(aliases={"A": "a"})
-    batch = build_partition.fn(
+    batch = build_partition(
         [landed("x.csv", b"A\n1\n")], "t", COLUMNS, DS, "run-1", landing, optional=("b",)
     )
     (row,) = batch.bronze.to_pylist()
@@ -98,10 +104,29 @@ def test_writing_a_partition_names_each_table_its_version_and_the_run(tmp_path):
     from tasks.lake import RUN_ID_KEY
 
     lake = Lake(str(tmp_path))
-    versions = write_partition.fn(lake, "t", DS, build(landed("x.csv", b"a,b\n1,2\nbad\n")), "r7")
+    versions = ingest(lake, "r7", landed("x.csv", b"a,b\n1,2\nbad\n"))
     assert versions == {
         "rejects": lake.version("rejects", "t"),
         "bronze": lake.version("bronze", "t"),
     }
     for table, version in versions.items():
         assert lake.commit_metadata(table, "t", version)[RUN_ID_KEY] == "r7"
+
+
+def test_a_day_staged_block_by_block_is_the_day_built_whole_in_one_commit(tmp_path, monkeypatch):
+    lines = [b"a,b"] + [b"%d,%d" % (n, n) if n % 5 else b"bad" for n in range(1, 200)]
+    content = landed("x.csv", b"\n".join(lines) + b"\n")
+    monkeypatch.setattr("tasks.bronze.BLOCK_BYTES", 64)  # many blocks, each with a bad line
+    lake = Lake(str(tmp_path))
+    staged = stage_partition.fn(lake, [content], "t", COLUMNS, DS, "run-1", LandingFormat())
+    assert len(staged.bronze) > 10 and len(staged.rejects) > 10
+    versions = write_partition.fn(lake, "t", COLUMNS, DS, staged, "run-1")
+    whole = build(content)
+    for table, expected in (("bronze", whole.bronze), ("rejects", whole.rejects)):
+        written = lake.read(table, "t").drop_columns(["_ingested_at"]).sort_by("_row_id")
+        assert (
+            written.to_pylist()
+            == expected.drop_columns(["_ingested_at"]).sort_by("_row_id").to_pylist()
+        )
+        assert versions[table] == lake.version(table, "t") == 1  # created, then one commit
+    assert staged.files == whole.files

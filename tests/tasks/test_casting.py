@@ -118,3 +118,10 @@ def test_text_of_other_types_is_typed_as_its_text():
     assert numbers.values.to_pylist() == [1, None, 3] and not numbers.invalid.any()
     binary = pa.array([b"7", b"8"] * 600).dictionary_encode()
     assert cast_text(binary, "integer").values.to_pylist() == [7, 8] * 600
+
+
+@pytest.mark.parametrize("kind", ["integer", "float", "boolean", "string"])
+def test_a_dictionary_column_of_nulls_only_is_typed_null_and_valid(kind):
+    nulls = pa.DictionaryArray.from_arrays(pa.nulls(3, pa.int32()), pa.array([], pa.string()))
+    cast = cast_text(nulls, kind)
+    assert cast.values.null_count == 3 and not cast.invalid.any()

@@ -380,15 +380,22 @@ def test_partition_values_are_the_days_a_table_holds_sorted(tmp_path):
     assert lake.partition_values("bronze", "d") == ["2024-01-01", "2024-01-03"]
 
 
-def test_read_slice_is_one_day_and_empty_before_the_table_exists(tmp_path):
-    from tasks.lake import read_slice
-
-    lake = Lake(str(tmp_path))
-    assert read_slice.fn(lake, "bronze", "d", "2024-01-01").num_rows == 0
-    lake.replace_slice("bronze", "d", day("2024-01-01", [1, 2]), {"ds": "2024-01-01"}, run_id="a")
+def test_a_slice_is_read_in_batches_file_after_file_as_the_table_now_is(tmp_path):
+    lake = Lake(str(tmp_path), row_group_rows=1024)
+    where = {"ds": "2024-01-01"}
+    assert list(lake.read_batches("bronze", "d", where, batch_rows=1500)) == []
+    lake.replace_slice("bronze", "d", day("2024-01-01", list(range(5000))), where, run_id="a")
     lake.replace_slice("bronze", "d", day("2024-01-02", [3]), {"ds": "2024-01-02"}, run_id="a")
-    rows = read_slice.fn(lake, "bronze", "d", "2024-01-01").to_pydict()
-    assert sorted(rows["x"]) == [1, 2] and set(rows["ds"]) == {"2024-01-01"}
+    batches = list(lake.read_batches("bronze", "d", where, batch_rows=1500))
+    assert [batch.num_rows for batch in batches] == [1500, 1500, 1500, 500]
+    rows = pa.concat_tables(batches)
+    assert sorted(rows.column("x").to_pylist()) == list(range(5000))
+    assert set(rows.column("ds").to_pylist()) == {"2024-01-01"}
+    lake.append("bronze", "d", day("2024-01-01", [7]).append_column("y", pa.array(["new"])),
+                run_id="b", partition_by=["ds"])  # fmt: skip
+    rows = pa.concat_tables(lake.read_batches("bronze", "d", where, batch_rows=10_000))
+    assert set(rows.column_names) == {"x", "ds", "y"}  # the file written before has no y
+    assert sorted(rows.column("y").drop_null().to_pylist()) == ["new"] and rows.num_rows == 5001
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ import pytest
 
 from datasets import adult, get_dataset
 from tasks.accounting import count_rows
-from tasks.bronze import bronze_schema
 from tasks.lake import Lake
 from tasks.ledger import LedgerEntry, day_status, read_ledger, record_entry
 from tasks.quarantine import (
@@ -299,7 +298,7 @@ def test_a_row_leaves_quarantine_only_once_it_is_in_silver(tmp_path, day):
     _move_to_silver(lake, ADULT, DS, plan, "replay-1")
     bronze = lake.read("bronze", "adult", where={"ds": DS}).to_pandas()
     split = split_valid_rows.fn(bronze, ADULT)
-    write_validated.fn(lake, ADULT, DS, split, bronze_schema(ADULT.columns), "validate-2")
+    write_validated(lake, ADULT, DS, split, "validate-2")
     with pytest.raises(RuntimeError, match="1 replayed rows are not in silver after the append"):
         _move_to_silver(lake, ADULT, DS, plan, "replay-1")
     assert row_id in quarantine_ids(lake)

@@ -76,7 +76,7 @@ def test_the_shipped_wrong_types_file_quarantines_its_bad_rows(tmp_path):
 
     text = next(f for f in adult._bad_files() if f.filename == adult.WRONG_TYPES_FILE).text
     content = FileContent(LandedFile("mem://x.csv", "x.csv", len(text)), text.encode(), "0")
-    batch = build_partition.fn([content], "adult", ADULT.columns, "2024-01-01", "run")
+    batch = build_partition([content], "adult", ADULT.columns, "2024-01-01", "run")
     split = split_valid_rows.fn(batch.bronze.to_pandas(), ADULT)
     assert len(split.quarantine) == adult.WRONG_TYPE_BAD_ROWS
     assert len(split.silver) == adult.WRONG_TYPE_GOOD_ROWS
@@ -251,7 +251,6 @@ def test_the_checks_fail_exactly_the_rows_pandera_fails_under_the_same_names(row
 
 
 def test_validated_rows_carry_the_validate_run_and_each_table_its_version(tmp_path):
-    from tasks.bronze import bronze_schema
     from tasks.lake import RUN_ID_KEY, Lake
     from tasks.validation import write_validated
 
@@ -259,9 +258,7 @@ def test_validated_rows_carry_the_validate_run_and_each_table_its_version(tmp_pa
     frame = bronze({}, {"age": "x"})
     frame["_run_id"], frame["_extra"] = "ingest-run", None
     split = split_valid_rows.fn(frame, ADULT)
-    versions = write_validated.fn(
-        lake, ADULT, "2024-01-01", split, bronze_schema(ADULT.columns), "v9"
-    )
+    versions = write_validated(lake, ADULT, "2024-01-01", split, "v9")
     assert set(versions) == {"quarantine", "silver"}
     for table, version in versions.items():
         assert lake.version(table, "adult") == version

@@ -1,0 +1,108 @@
+"""A landed file parsed in blocks is the file parsed whole: every block ends where a record
+ends (never inside quotes), and records and rejects keep the file's own line numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from datasets import LandingFormat
+from tasks.blocks import record_blocks
+from tasks.parsing import parse_file, parse_in_blocks
+
+COLUMNS = ("a", "b", "c")
+
+QUOTED = (
+    b'a,b,c\n1,"x, y",3\n2,"two\nlines",4\n3,"say ""hi""\n, then go",5\n'
+    b'4,plain,6\n5,"a\r\nCRLF inside",7\n'
+)
+
+
+def _lines(count: int) -> list[bytes]:
+    """Good records, with every fifth line bad (wrong field count), one quoted line break
+    and a quoted comma in every seventh."""
+    lines = []
+    for n in range(1, count + 1):
+        if n % 5 == 0:
+            lines.append(b"%d,only-two" % n)
+        elif n % 7 == 0:
+            lines.append(b'%d,"first\nsecond, third",%d' % (n, n))
+        else:
+            lines.append(b"%d,%d,%d" % (n, n, n))
+    return lines
+
+
+MIXED = b"a,b,c\n" + b"\n".join(_lines(300)) + b"\n"
+
+
+def _in_pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[start : start + size] for start in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("block_bytes", [7, 64, 10_000])
+def test_blocks_end_only_where_records_end_and_lose_no_byte(block_bytes):
+    blocks = list(record_blocks(_in_pieces(QUOTED, 5), '"', block_bytes))
+    assert b"".join(block.data for block in blocks) == QUOTED
+    for block in blocks:
+        assert block.data.count(b'"') % 2 == 0 and block.data.endswith(b"\n")
+    lines_before = [QUOTED[: QUOTED.index(block.data)].count(b"\n") for block in blocks]
+    assert [block.first_line for block in blocks] == [n + 1 for n in lines_before]
+
+
+def _whole_and_in_blocks(name: str, data: bytes, landing=None):
+    block_bytes = 16 if len(data) < 500 else 48  # a few lines, good and bad, in each
+    whole = parse_file(name, data, COLUMNS, landing)
+    pieces = list(parse_in_blocks(name, _in_pieces(data, 13), COLUMNS, landing,
+                                  block_bytes=block_bytes))  # fmt: skip
+    return whole, pieces
+
+
+def _records(parsed) -> list[dict]:
+    return [row for piece in parsed for row in piece.table.to_pylist()] if parsed else []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "landing"),
+    [
+        ("mixed.csv", MIXED, None),
+        ("quoted.csv", QUOTED, None),
+        ("crlf.csv", MIXED.replace(b"\n", b"\r\n"), None),
+        ("bom.csv", b"\xef\xbb\xbf\n\n" + MIXED, None),
+        ("headless.csv", MIXED.split(b"\n", 1)[1], LandingFormat(header=False)),
+        ("mixed.tsv", MIXED.replace(b",", b"\t"), None),
+        (
+            "mixed.jsonl",
+            b"\n".join(b'{"a": "%d"}' % n if n % 4 else b"{broken" for n in range(1, 200)),
+            None,
+        ),
+    ],
+)
+def test_a_file_parsed_in_blocks_is_the_file_parsed_whole(name, data, landing):
+    whole, pieces = _whole_and_in_blocks(name, data, landing)
+    assert len(pieces) > 3  # good and bad lines in every block
+    assert _records(pieces) == whole.table.to_pylist()
+    assert [r for piece in pieces for r in piece.rejects] == whole.rejects
+    assert [note for piece in pieces for note in piece.notes] == whole.notes
+
+
+def test_an_unbalanced_quote_loses_no_line_and_later_blocks_read_normally():
+    lines = _lines(120)
+    lines[30] = b'31,"never closed,31'
+    data = b"a,b,c\n" + b"\n".join(lines) + b"\n"
+    broken_at = data[: data.index(b'31,"never')].count(b"\n") + 1
+    whole, pieces = _whole_and_in_blocks("broken.csv", data)
+    records = _records(pieces)
+    before = [row for row in whole.table.to_pylist() if row["_line"] < broken_at]
+    assert [row for row in records if row["_line"] < broken_at] == before
+    starts = {row["_line"] for row in records} | {r.line for p in pieces for r in p.rejects}
+    assert broken_at in starts  # the broken line is a record or a reject, not lost
+    assert {"a": "118", "b": "118", "c": "118"}.items() <= next(
+        row for row in records if row["a"] == "118"
+    ).items()  # blocks after the broken one are read as records again
+
+
+def test_gzip_and_parquet_are_parsed_whole():
+    import gzip
+
+    data = gzip.compress(MIXED)
+    (piece,) = parse_in_blocks("x.csv.gz", _in_pieces(data, 100), COLUMNS, block_bytes=64)
+    assert piece.record_count == parse_file("x.csv.gz", data, COLUMNS).record_count
