@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-BLOCK_BYTES = 32 * 2**20
+BLOCK_BYTES = 16 * 2**20
 """Bytes of landed text parsed at once (a block holds whole records: a little more or less)."""
 
 # Encodings in which a byte 0x0A is always a line break and 0x22 always a quote: a cut

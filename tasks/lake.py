@@ -577,35 +577,37 @@ def _conformed(rows: pa.Table, schema: pa.Schema, partition: Mapping[str, str]) 
 
 
 class StagingWriter:
-    """Stages files of a lake's tables (`Lake.stage_file`) in a background thread while the
-    caller prepares the next rows: memory holds the rows being written and those being
-    prepared, whatever the size of the slice. Use as a context manager; `files(table)`
-    after it closes."""
+    """Stages files of a lake's tables (`Lake.stage_file`) on background threads, one per
+    core, while the caller prepares the next rows: memory holds the rows being written (a
+    file per core at most) and those being prepared, whatever the size of the slice. Use
+    as a context manager; `files(table)` after it closes."""
 
     def __init__(self, lake: Lake, dataset: str | None, partition: Mapping[str, str]):
         self.lake, self.dataset, self.partition = lake, dataset, dict(partition)
-        self.writer = ThreadPoolExecutor(1)
-        self.pending: Future | None = None
+        self.writers = os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(self.writers)
+        self.pending: list[Future] = []
         self.staged: dict[str, list[Future]] = {}
 
     def __enter__(self) -> StagingWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.writer.shutdown(wait=True)
+        self.pool.shutdown(wait=True)
 
     def stage(self, table: str, rows: pa.Table) -> None:
-        """Write `rows` (keyed by `_row_id`) as a new file of `table`, once the previous
-        file is written; no file for no rows."""
+        """Write `rows` (keyed by `_row_id`) as a new file of `table` once a writer is free;
+        no file for no rows."""
+        files = self.staged.setdefault(table, [])
         if not rows.num_rows:
-            self.staged.setdefault(table, [])
             return
-        if self.pending is not None:
-            self.pending.result()
-        self.pending = self.writer.submit(
+        if len(self.pending) >= self.writers:
+            self.pending.pop(0).result()
+        written = self.pool.submit(
             self.lake.stage_file, table, self.dataset, rows, self.partition, ("_row_id",)
         )
-        self.staged.setdefault(table, []).append(self.pending)
+        self.pending.append(written)
+        files.append(written)
 
     def files(self, table: str) -> list[StagedFile]:
         return [future.result() for future in self.staged.get(table, [])]
