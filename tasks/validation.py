@@ -317,18 +317,6 @@ def commit_validated(lake: Lake, dataset: Dataset, ds: str, staged: StagedValida
     }  # fmt: skip
 
 
-def write_validated(
-    lake: Lake, dataset: Dataset, ds: str, split: ValidationSplit, run_id: str
-) -> dict:
-    """One split written as the day's quarantine and silver rows (a day split at once)."""
-    with StagingWriter(lake, dataset.name, {"ds": ds}) as writer:
-        silver, quarantine = _stamped(split, dataset, run_id)
-        writer.stage("silver", silver)
-        writer.stage("quarantine", quarantine)
-    staged = StagedValidation(writer.files("silver"), writer.files("quarantine"))
-    return commit_validated.fn(lake, dataset, ds, staged, run_id)
-
-
 def _stamped(split: ValidationSplit, dataset: Dataset, run_id: str) -> tuple[pa.Table, pa.Table]:
     """The split's silver and quarantine rows stamped with the validate run, in the tables'
     schemas."""

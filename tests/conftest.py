@@ -105,11 +105,11 @@ def validated_day(home):
     under `home`, as the ingest and validate flows do, without Prefect (ledger rows too);
     returns (lake, rows landed)."""
     from datasets import get_dataset
-    from tasks.bronze import build_partition, stage_partition, write_partition
+    from tasks.bronze import stage_partition, write_partition
     from tasks.lake import Lake
     from tasks.landing import FileContent, LandedFile
     from tasks.ledger import LedgerEntry, record_entry
-    from tasks.validation import split_valid_rows, write_validated
+    from tasks.validation import commit_validated, stage_validated
 
     spec, lake = get_dataset("adult"), Lake(str(home / "lake"))
 
@@ -119,18 +119,17 @@ def validated_day(home):
             for name, text in files
         ]
         target = (spec.roles.target,)
-        batch = build_partition(contents, "adult", spec.columns, ds, "i", spec.landing, target)
         staged = stage_partition.fn(lake, contents, "adult", spec.columns, ds, "i", spec.landing,
                                     target)  # fmt: skip
         write_partition.fn(lake, "adult", spec.columns, ds, staged, "i")
-        split = split_valid_rows.fn(batch.bronze.to_pandas(), spec)
-        write_validated(lake, spec, ds, split, "v")
-        ingested = LedgerEntry("adult", ds, "ingest", "i", rows_in=batch.landed_rows)
-        ingested.rows_out, ingested.rows_diverted = batch.bronze.num_rows, batch.rejects.num_rows
+        split = stage_validated.fn(lake, spec, ds, "v")
+        commit_validated.fn(lake, spec, ds, split, "v")
+        ingested = LedgerEntry("adult", ds, "ingest", "i", rows_in=staged.landed_rows)
+        ingested.rows_out, ingested.rows_diverted = staged.bronze_rows, staged.rejected_rows
         validated = LedgerEntry("adult", ds, "validate", "v", rows_in=ingested.rows_out)
-        validated.rows_out, validated.rows_diverted = len(split.silver), len(split.quarantine)
+        validated.rows_out, validated.rows_diverted = split.silver_count, split.quarantined_count
         for entry in (ingested, validated):
             record_entry(lake, entry)
-        return lake, batch.landed_rows
+        return lake, staged.landed_rows
 
     return land

@@ -24,7 +24,7 @@ from tasks.quarantine import (
     rescoring_pending,
     validation_passes_after_replay,
 )
-from tasks.validation import split_valid_rows, write_validated
+from tasks.validation import commit_validated, stage_validated
 
 ADULT = get_dataset("adult")
 DS = "2024-01-05"
@@ -296,9 +296,7 @@ def test_a_row_leaves_quarantine_only_once_it_is_in_silver(tmp_path, day):
     row_id = row_ids(lake)[AGE_FORTY]
     plan = plan_replay(lake, ADULT, DS, fixes_file(tmp_path, [{"_row_id": row_id, "age": "40"}]))
     _move_to_silver(lake, ADULT, DS, plan, "replay-1")
-    bronze = lake.read("bronze", "adult", where={"ds": DS}).to_pandas()
-    split = split_valid_rows.fn(bronze, ADULT)
-    write_validated(lake, ADULT, DS, split, "validate-2")
+    commit_validated.fn(lake, ADULT, DS, stage_validated.fn(lake, ADULT, DS, "v2"), "v2")
     with pytest.raises(RuntimeError, match="1 replayed rows are not in silver after the append"):
         _move_to_silver(lake, ADULT, DS, plan, "replay-1")
     assert row_id in quarantine_ids(lake)

@@ -251,14 +251,19 @@ def test_the_checks_fail_exactly_the_rows_pandera_fails_under_the_same_names(row
 
 
 def test_validated_rows_carry_the_validate_run_and_each_table_its_version(tmp_path):
-    from tasks.lake import RUN_ID_KEY, Lake
-    from tasks.validation import write_validated
+    import pyarrow as pa
 
-    lake = Lake(str(tmp_path))
+    from tasks.bronze import bronze_schema
+    from tasks.lake import RUN_ID_KEY, Lake
+    from tasks.validation import commit_validated, stage_validated
+
+    lake, schema = Lake(str(tmp_path)), bronze_schema(ADULT.columns)
     frame = bronze({}, {"age": "x"})
     frame["_run_id"], frame["_extra"] = "ingest-run", None
-    split = split_valid_rows.fn(frame, ADULT)
-    versions = write_validated(lake, ADULT, "2024-01-01", split, "v9")
+    rows = pa.Table.from_pandas(frame, preserve_index=False).select(schema.names).cast(schema)
+    lake.replace_slice("bronze", "adult", rows, {"ds": "2024-01-01"}, run_id="ingest-run")
+    staged = stage_validated.fn(lake, ADULT, "2024-01-01", "v9")
+    versions = commit_validated.fn(lake, ADULT, "2024-01-01", staged, "v9")
     assert set(versions) == {"quarantine", "silver"}
     for table, version in versions.items():
         assert lake.version(table, "adult") == version
