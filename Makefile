@@ -11,6 +11,10 @@ NEWEST_VENV := .venv-py$(NEWEST)
 FAST := not slow and not integration and not gpu
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Installed packages are compiled to bytecode once, at install: every process (the CLI, the
+# Prefect worker's flow runs, Dask workers) then imports in about 5 s instead of 12 s, also
+# where PYTHONDONTWRITEBYTECODE keeps Python from caching it on first import.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: env env-newest gpu-env gpu-bundle gpu-install gpu-check test-python demo test test-newest test-slow test-gpu mutation lint format bench-forest bench-scoring clean
 
