@@ -27,7 +27,12 @@ from flows.settings import current_settings
 from flows.shadow import shadow
 from flows.train import train
 from flows.validate import validate
-from reports import artifact_key, publish_markdown, stage_summary_markdown
+from reports import (
+    artifact_key,
+    import_evidently_in_background,
+    publish_markdown,
+    stage_summary_markdown,
+)
 from tasks.accounting import check_accounting, count_rows
 from tasks.backfill import PIPELINE_STAGES, with_dependents
 from tasks.cluster import dask_task_runner
@@ -69,6 +74,8 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
         if "score" in todo:
             if champion_version(registry_of(settings), dataset) is None:
                 train(dataset, [ds])
+            if "monitor" in todo:  # imported while the Dask workers score
+                import_evidently_in_background()
             runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))
             with scoring_slot(backfill=backfill_of_run() is not None):
                 scored = score.with_options(task_runner=runner)(dataset, ds)

@@ -38,6 +38,7 @@ from tasks.profiles import load_day_histograms
 from tasks.registry import ModelRegistry
 from tasks.storage import LOCAL, Store
 from tasks.training import labels_of
+from tasks.validation import column_kind
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -60,7 +61,14 @@ def load_scored_day(lake: Lake, dataset: Dataset, ds: str, model_version: str) -
     """The day's silver rows with the model's `score`, the protected attributes (derived
     ones added) and `label`: 1.0 / 0.0 where the label is known (from the labels feed, else
     as landed), NaN where it is not yet."""
-    silver = lake.read("silver", dataset.name, where={"ds": ds}, columns=list(_needed(dataset)))
+    needed = list(_needed(dataset))
+    text = [
+        name
+        for name in needed
+        if name in dataset.columns and column_kind(dataset, name) == "string"
+    ]
+    # text as categoricals: a day of 10M rows as Python strings took 5 GB
+    silver = lake.read("silver", dataset.name, where={"ds": ds}, columns=needed, dictionaries=text)
     scores = lake.read(
         "predictions",
         dataset.name,
@@ -69,7 +77,7 @@ def load_scored_day(lake: Lake, dataset: Dataset, ds: str, model_version: str) -
     )
     if silver.num_rows == 0:
         return pd.DataFrame(columns=[*_needed(dataset), "score", "label"])
-    frame = silver.join(scores, "_row_id").to_pandas()
+    frame = silver.unify_dictionaries().join(scores, "_row_id").to_pandas()
     frame, _ = attach_labels(frame, known_labels(lake, dataset)[0], dataset)
     known = frame[dataset.roles.target].notna().to_numpy()
     frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)

@@ -14,7 +14,7 @@ from fairlearn.metrics import (
     demographic_parity_ratio,
     equalized_odds_difference,
 )
-from sklearn.metrics import recall_score, roc_auc_score
+from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from reports import (
     METRIC_KEYS,
@@ -140,6 +140,12 @@ def test_values_match_fairlearn_on_the_raw_rows(planted, planted_frame):
     assert g.size == rows.sum()
     assert g.selection_rate == pytest.approx(selected[rows].mean(), abs=1e-12)
     assert g.tpr == pytest.approx(recall_score(frame["label"][rows], selected[rows]), abs=1e-12)
+    negatives = rows & (frame["label"] == 0)
+    assert g.fpr == pytest.approx(selected[negatives].mean(), abs=1e-12)
+    for sex in ("Female", "Male"):
+        g, rows = planted.group(("sex",), (sex,)), frame["sex"] == sex
+        expected = precision_score(frame["label"][rows], selected[rows])
+        assert g.precision == pytest.approx(expected, abs=1e-12)
     assert g.auc == pytest.approx(roc_auc_score(frame["label"][rows], frame["score"][rows]))
 
 

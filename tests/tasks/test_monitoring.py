@@ -1,0 +1,42 @@
+"""The monitor's view of a scored day: every silver row with its score and label, text as
+categories (a day of 10M rows as Python strings took 5 GB), whatever the files' dictionaries."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from datasets import adult, get_dataset
+from datasets.landing_writer import encode_landing_file
+from tasks.monitoring import load_scored_day
+
+DS = "2024-01-01"
+
+
+def landed_csv(race: str, seed: int) -> str:
+    frame = adult.synthesize(40, seed=seed)
+    frame = frame[[column for column in frame.columns if not column.startswith("_")]]
+    return encode_landing_file(frame.assign(race=race), "csv").decode()
+
+
+def test_a_day_of_files_with_different_categories_is_read_whole_with_scores_and_labels(
+    validated_day,
+):
+    spec = get_dataset("adult")
+    lake, landed = validated_day([("a.csv", landed_csv("White", 1)),
+                                  ("b.csv", landed_csv("Black", 2))], DS)  # fmt: skip
+    silver = lake.read("silver", "adult", {"ds": DS}, columns=["_row_id", "income"])
+    assert len(lake.table("silver", "adult").file_uris()) == 2  # a file per landed file
+    ids = silver.column("_row_id").to_pylist()
+    scores = [index / len(ids) for index in range(len(ids))]
+    predictions = pa.table({"_row_id": ids, "score": scores, "ds": [DS] * len(ids),
+                            "model_version": ["v1"] * len(ids)})  # fmt: skip
+    lake.replace_slice("predictions", "adult", predictions, {"ds": DS, "model_version": "v1"},
+                       run_id="s")  # fmt: skip
+
+    day = load_scored_day.fn(lake, spec, DS, "v1").set_index("_row_id").loc[ids]
+    assert len(day) == landed == 80
+    assert day["score"].tolist() == scores
+    assert day["race"].dtype == "category" and set(day["race"]) == {"White", "Black"}
+    incomes = silver.column("income").to_pylist()
+    assert day["label"].tolist() == [float(income == ">50K") for income in incomes]
+    assert day["age_band"].notna().all()
