@@ -1,7 +1,8 @@
 """Ingest and validation benchmark: a landed CSV day into bronze, then silver.
 
     python -m benchmarks.pipeline --quick           # smoke run (200k rows)
-    python -m benchmarks.pipeline --rows 1000000    # the README figure
+    python -m benchmarks.pipeline --rows 1000000    # the README figures
+    python -m benchmarks.pipeline --end-to-end      # the whole pipeline, 1M and 10M rows
 
 What runs, per repeat, on one Adult CSV of `--rows` rows (synthetic Adult rows,
 `datasets.adult.synthesize`, written as the landing writer writes them), in a fresh folder:
@@ -24,11 +25,22 @@ What runs, per repeat, on one Adult CSV of `--rows` rows (synthetic Adult rows,
 
 Reported: seconds (median of `--repeats`) and rows/s of each; ingest's rows/s as a share
 of the floor's (target: >= 50%, issue 14) and the split's rows/s (target: >= 5M rows/s).
+
+`--end-to-end` times the whole daily pipeline as a user runs it instead, for each day size
+of `--e2e-rows`, in a fresh `TIDEWATER_HOME`: not timed, `tidewater serve` (Prefect server,
+Dask cluster of a worker process per core, worker), `tidewater land adult --days 1` and
+`tidewater train` on it (the champion), then one day of synthetic Adult rows landed as one
+CSV file; timed, `tidewater run adult --ds D` of that day `--repeats` times (a new process
+each time: imports, API, ingest, validate, score on the cluster, monitor, row accounting;
+a rerun redoes every stage). Reported: the median wall seconds (target: < 30 s for 1M rows,
+< 4 min for 10M), each stage's median seconds from the ledger (the slowest named), and the
+`tidewater run` process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -39,6 +51,7 @@ from pathlib import Path
 
 TARGET_SHARE = 0.5
 TARGET_VALIDATION = 5_000_000
+TARGET_END_TO_END = {1_000_000: 30.0, 10_000_000: 240.0}
 DS = "2024-01-01"
 
 
@@ -134,6 +147,60 @@ def peak_rss_mb() -> float:
     return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
+def end_to_end(rows: int, repeats: int) -> tuple[float, dict[str, float], float]:
+    """(median wall seconds, median seconds per stage, largest peak RSS in MB) of `tidewater
+    run` for a day of `rows` rows, in a fresh home served as a user serves it."""
+    from benchmarks.storage import BOOTSTRAP_DAY, DAY, STAGES, land_day, stage_seconds, tidewater
+
+    home = Path(tempfile.mkdtemp(prefix="tidewater-bench-e2e-"))
+    env = os.environ | {"TIDEWATER_HOME": str(home), "COLUMNS": "200"}
+    env.pop("PREFECT_API_URL", None)  # the embedded server `serve` starts in this home
+    peak_file = home / "peak-rss"
+    run = [sys.executable, "-m", "benchmarks.measured_cli", "run", "adult", "--ds", DAY]
+    walls, stages, peaks = [], [], []
+    try:
+        _log(f"{rows:,} rows: serve, land and train on {BOOTSTRAP_DAY}, land the day {DAY}")
+        tidewater(env, "serve")
+        tidewater(env, "land", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
+        tidewater(env, "train", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
+        land_day(env, rows)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            done = subprocess.run(run, env=env | {"TIDEWATER_PEAK_RSS_FILE": str(peak_file)},
+                                  capture_output=True, text=True)  # fmt: skip
+            walls.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                raise RuntimeError(f"tidewater run failed:\n{done.stdout}\n{done.stderr}")
+            stages.append(stage_seconds(env))
+            peaks.append(float(peak_file.read_text()))
+            _log(f"{rows:,} rows: tidewater run {walls[-1]:.1f} s, {stages[-1]}")
+    finally:
+        subprocess.run([sys.executable, "-m", "deployments.cli", "serve", "--stop"], env=env,
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(home, ignore_errors=True)
+    median = {stage: statistics.median(run[stage] for run in stages) for stage in STAGES}
+    return statistics.median(walls), median, max(peaks)
+
+
+def print_end_to_end(sizes: list[int], repeats: int) -> None:
+    from benchmarks.storage import STAGES
+
+    results = {rows: end_to_end(rows, repeats) for rows in sizes}
+    print(f"one day through `tidewater run`, median of {repeats}, {os.cpu_count()} cores\n")
+    print("| rows | `tidewater run` s | " + " | ".join(STAGES) + " | peak RSS MB | target |")
+    print("|---:|---:|" + "---:|" * len(STAGES) + "---:|---|")
+    for rows, (wall, stages, peak) in results.items():
+        target = TARGET_END_TO_END.get(rows)
+        verdict = (
+            "" if target is None else f"< {target:.0f} s: {'met' if wall < target else 'NOT met'}"
+        )
+        print(f"| {rows:,} | {wall:.1f} | " + " | ".join(f"{stages[s]:.1f}" for s in STAGES)
+              + f" | {peak:,.0f} | {verdict} |")  # fmt: skip
+    for rows, (_, stages, _) in results.items():
+        slowest = max((s for s in STAGES if s != "pipeline"), key=stages.get)
+        print(f"{rows:,} rows: the slowest stage is {slowest} ({stages[slowest]:.1f} s)")
+
+
 def timed(run, repeats: int) -> tuple[float, int]:
     seconds, rows = [], 0
     for _ in range(repeats):
@@ -155,7 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-rows", default="1000000,4000000",
                         help="days whose peak RSS is measured ('' for none)")  # fmt: skip
     parser.add_argument("--memory-of", type=Path, help=argparse.SUPPRESS)  # the child's
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="time `tidewater run` of a whole day instead")  # fmt: skip
+    parser.add_argument("--e2e-rows", default="1000000,10000000",
+                        help="day sizes of --end-to-end")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.end_to_end:
+        print_end_to_end([int(n) for n in args.e2e_rows.split(",")], args.repeats)
+        return 0
     if args.memory_of:
         print(f"{_ingest_and_validate(args.memory_of):.0f}")
         return 0

@@ -49,7 +49,7 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _tidewater(env: dict[str, str], *args: str) -> float:
+def tidewater(env: dict[str, str], *args: str) -> float:
     started = time.perf_counter()
     done = subprocess.run([TIDEWATER, *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -100,7 +100,7 @@ def _settings_of(env: dict[str, str]):
                        for key, value in env.items() if key.startswith("TIDEWATER_")})  # fmt: skip
 
 
-def _land_day(env: dict[str, str], rows: int) -> None:
+def land_day(env: dict[str, str], rows: int) -> None:
     """`rows` synthetic Adult rows as one landed CSV file of DAY, through the store."""
     from datasets import adult
     from flows.resources import store_of
@@ -112,7 +112,7 @@ def _land_day(env: dict[str, str], rows: int) -> None:
     adult.write_landing_file(frame, uri, "csv", store_of(settings).fsspec_options(uri))
 
 
-def _stage_seconds(env: dict[str, str]) -> dict[str, float]:
+def stage_seconds(env: dict[str, str]) -> dict[str, float]:
     """Each stage's wall seconds in DAY's latest run, from the ledger."""
     from flows.resources import lake_of
     from tasks.ledger import read_ledger
@@ -129,12 +129,12 @@ def one_store(name: str, rows: int, settings_env: dict[str, str]) -> tuple[float
     env.pop("PREFECT_API_URL", None)  # the embedded server `serve` starts in this home
     try:
         _log(f"{name}: serve, land and train on {BOOTSTRAP_DAY}, land {rows:,} rows on {DAY}")
-        _tidewater(env, "serve")
-        _tidewater(env, "land", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
-        _tidewater(env, "train", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
-        _land_day(env, rows)
-        wall = _tidewater(env, "run", "adult", "--ds", DAY)
-        stages = _stage_seconds(env)
+        tidewater(env, "serve")
+        tidewater(env, "land", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
+        tidewater(env, "train", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
+        land_day(env, rows)
+        wall = tidewater(env, "run", "adult", "--ds", DAY)
+        stages = stage_seconds(env)
         _log(f"{name}: tidewater run {wall:.1f} s")
         return wall, stages
     finally:
