@@ -40,7 +40,7 @@ def _row_ids(lake: Lake, table: str, dataset: str, where: dict[str, str]) -> pa.
         return pa.array([], pa.string())
     ids = lake.read(table, dataset, where=where, columns=["_row_id"]).column("_row_id")
     ids = ids.combine_chunks() if ids.num_chunks else pa.array([], ids.type)
-    repeated = len(ids) - pc.count_distinct(ids).as_py()
+    repeated = len(ids) - len(pc.unique(ids))  # (count_distinct took twice as long)
     if repeated:
         raise AccountingError(f"{table} holds {repeated} duplicated rows of {where}")
     return ids
