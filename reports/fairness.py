@@ -2,15 +2,16 @@
 
 Groupings are every protected attribute alone and every intersection of two. Point estimates
 come from fairlearn's `MetricFrame` (its grouping and its `difference()`/`ratio()`, which is
-how fairlearn defines `demographic_parity_difference/ratio` and `equalized_odds_difference`)
-and scikit-learn's `roc_auc_score`. MetricFrame is given the day reduced to counts: one row
-per (group, label, decision) cell weighted by its number of rows, the same values as the
-row-level call (tested) at a cost independent of N: on rows, fairlearn 0.15's MetricFrame
-spends about 10 µs of CPU per row per metric (it passes columns through Python lists). On
-those few weighted cells a rate is a weighted share (`_rate`): the values of fairlearn's
-`selection_rate`, `true_positive_rate`, `false_positive_rate` and scikit-learn's
-`precision_score` (tested on the raw rows), without their input validation, which cost about
-5 ms a group and metric, some 3 s a day.
+how fairlearn defines `demographic_parity_difference/ratio` and `equalized_odds_difference`).
+MetricFrame is given the day reduced to counts: one row per (group, label, decision) cell
+weighted by its number of rows, the same values as the row-level call (tested) at a cost
+independent of N: on rows, fairlearn 0.15's MetricFrame spends about 10 µs of CPU per row
+per metric (it passes columns through Python lists). On those few weighted cells a rate is a
+weighted share (`_rate`): the values of fairlearn's `selection_rate`, `true_positive_rate`,
+`false_positive_rate` and scikit-learn's `precision_score` (tested on the raw rows), without
+their input validation, which cost about 5 ms a group and metric, some 3 s a day. AUC is the
+Mann–Whitney statistic of midranks, every group of a grouping in one sort (scikit-learn's
+`roc_auc_score` per group, tested).
 
 Suppression: a group with fewer than `min_group_size` rows is suppressed (kept and marked,
 every metric None, excluded from the disparities). In a reported group, a rate is withheld
@@ -43,7 +44,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
-from sklearn.metrics import roc_auc_score
 
 MISSING_GROUP = "(missing)"
 """The group value of rows whose protected attribute is null."""
@@ -68,8 +68,7 @@ class FairnessPolicy:
     `breach_on="ci"` (default): a disparity breaches when its estimate is beyond the threshold
     and so is its whole confidence interval (the bound nearest parity), so that noise in small
     intersections does not breach; `"estimate"`: the estimate alone. Without a bootstrap
-    (`n_boot=0`) the estimate alone decides. `max_rows` caps the labelled rows of one group
-    that its AUC is computed on (a seeded sample); every other number uses all rows.
+    (`n_boot=0`) the estimate alone decides. Every number uses all rows.
     `regression_tolerance`: see `regressions`.
     """
 
@@ -80,7 +79,6 @@ class FairnessPolicy:
     eo_difference_max: float = 0.1
     n_boot: int = 200
     ci: tuple[float, float] = (0.025, 0.975)
-    max_rows: int = 100_000
     seed: int = 0
     breach_on: Literal["ci", "estimate"] = "ci"
     regression_tolerance: float = 0.05
@@ -93,8 +91,6 @@ class FairnessPolicy:
         low, high = self.ci
         if not 0 < low < high < 1:
             raise ValueError(f"ci must be two quantiles with 0 < low < high < 1, got {self.ci}")
-        if self.max_rows < 1:
-            raise ValueError("max_rows must be at least 1")
         object.__setattr__(self, "ci", (float(low), float(high)))  # a list from config
         if self.breach_on not in ("ci", "estimate"):
             raise ValueError(f"breach_on must be 'ci' or 'estimate', got {self.breach_on!r}")
@@ -258,12 +254,14 @@ def assess_fairness(
     for name in protected:
         codes[name], values[name] = _factorize(frame[name].to_numpy(dtype=object)[scored])
 
+    labelled = np.flatnonzero(label_state != _UNLABELLED)
+    by_score = labelled[np.argsort(score[labelled], kind="stable")]  # once for every grouping
     groupings = [(a,) for a in protected] + list(combinations(protected, 2))
     groups: list[GroupMetrics] = []
     disparities: list[Disparity] = []
     for attributes in groupings:
         g, d = _assess_grouping(
-            attributes, codes, values, decision, label_state, score, labels_present, policy
+            attributes, codes, values, decision, label_state, score, by_score, policy
         )
         groups.extend(g)
         disparities.extend(d)
@@ -349,9 +347,12 @@ def _assess_grouping(
     decision: np.ndarray,
     label_state: np.ndarray,
     score: np.ndarray,
-    labels_present: bool,
+    by_score: np.ndarray,
     policy: FairnessPolicy,
 ) -> tuple[list[GroupMetrics], list[Disparity]]:
+    """The groups of `attributes` and their disparities (`by_score`: the labelled rows in
+    the order of their scores)."""
+    labels_present = len(by_score) > 0
     # One integer per row for the grouping, then counts per (group, label state, decision).
     code = np.zeros(len(decision), dtype=np.int64)
     shape = tuple(len(values[a]) for a in attributes)
@@ -390,11 +391,7 @@ def _assess_grouping(
 
     rates, estimates = _fairlearn_estimates(counts, reported, show, labels_present)
     boot = _bootstrap(attributes, counts, policy)
-    auc = (
-        _auc_by_group(group_index, label_state, score, show["auc"], attributes, policy)
-        if labels_present
-        else {}
-    )
+    auc = _auc_by_group(group_index, label_state, score, by_score, show["auc"])
 
     groups = []
     for i, key in enumerate(keys):
@@ -762,29 +759,39 @@ def _auc_by_group(
     group_index: np.ndarray,
     label_state: np.ndarray,
     score: np.ndarray,
+    by_score: np.ndarray,
     eligible: np.ndarray,
-    attributes: tuple[str, ...],
-    policy: FairnessPolicy,
 ) -> dict[int, float | None]:
-    """ROC AUC per eligible group on its labelled rows (a seeded sample of `max_rows` if more)."""
+    """ROC AUC of each eligible group on all its labelled rows, every group at once: the
+    Mann–Whitney statistic of the scores' midranks within the group (tied scores count half,
+    as in scikit-learn's `roc_auc_score`)."""
     if not eligible.any():
         return {}
-    labelled = np.flatnonzero(label_state != _UNLABELLED)
-    groups = group_index[labelled]
+    groups = group_index[by_score]
     if len(eligible) <= 1 << 16:
         groups = groups.astype(np.uint16)  # numpy sorts 16-bit integers by radix, in O(N)
-    order = labelled[np.argsort(groups, kind="stable")]
-    sorted_groups = group_index[order]
-    seed = zlib.crc32("\x1f".join(attributes).encode())
-    rng = np.random.default_rng([policy.seed, seed, 1])
+    order = by_score[np.argsort(groups, kind="stable")]  # by group, then score
+    group, value = group_index[order], score[order]
+    positive = label_state[order] == _POSITIVE
+    n = len(order)
+    starts_group = np.r_[True, group[1:] != group[:-1]]
+    starts_run = starts_group | np.r_[True, value[1:] != value[:-1]]  # runs of tied scores
+    first_of_group = np.maximum.accumulate(np.where(starts_group, np.arange(n), 0))
+    run_start = np.flatnonzero(starts_run)
+    run_stop = np.r_[run_start[1:], n]
+    midrank = (run_start + run_stop + 1) / 2 - first_of_group[run_start]  # 1-based in group
+    rank = np.repeat(midrank, run_stop - run_start)
+    size = len(eligible)
+    positives = np.bincount(group, weights=positive, minlength=size)
+    negatives = np.bincount(group, minlength=size) - positives
+    rank_sum = np.bincount(group, weights=rank * positive, minlength=size)
     out: dict[int, float | None] = {}
     for i in np.flatnonzero(eligible):
-        start, stop = np.searchsorted(sorted_groups, [i, i + 1])
-        rows = order[start:stop]
-        if len(rows) > policy.max_rows:
-            rows = np.sort(rng.choice(rows, policy.max_rows, replace=False))
-        y = label_state[rows] == _POSITIVE
-        out[int(i)] = _finite(roc_auc_score(y, score[rows])) if 0 < y.sum() < len(y) else None
+        if positives[i] and negatives[i]:
+            u = rank_sum[i] - positives[i] * (positives[i] + 1) / 2
+            out[int(i)] = _finite(u / (positives[i] * negatives[i]))
+        else:
+            out[int(i)] = None
     return out
 
 

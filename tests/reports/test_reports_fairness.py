@@ -149,6 +149,20 @@ def test_values_match_fairlearn_on_the_raw_rows(planted, planted_frame):
     assert g.auc == pytest.approx(roc_auc_score(frame["label"][rows], frame["score"][rows]))
 
 
+def test_auc_of_every_group_is_scikit_learns_on_its_rows_tied_scores_included():
+    rng = np.random.default_rng(3)
+    n = 5_000
+    frame = pd.DataFrame({"g": rng.choice(["a", "b", "c"], n, p=[0.6, 0.3, 0.1]),
+                          "label": rng.integers(0, 2, n).astype(float)})  # fmt: skip
+    frame["score"] = np.round(np.clip(0.3 * frame["label"] + rng.random(n), 0, 1), 1)  # ties
+    frame.loc[frame.index[::7], "label"] = np.nan  # unlabelled rows do not count
+    result = assess_fairness(frame, ("g",), FairnessPolicy(n_boot=0))
+    for name in ("a", "b", "c"):
+        rows = (frame["g"] == name) & frame["label"].notna()
+        expected = roc_auc_score(frame["label"][rows], frame["score"][rows])
+        assert result.group(("g",), (name,)).auc == pytest.approx(expected, abs=1e-12)
+
+
 def test_small_groups_are_suppressed_marked_and_excluded():
     frame = make_frame(seed=4)
     small = frame.index[:60]
