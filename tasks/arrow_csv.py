@@ -145,12 +145,13 @@ def line_bounds(content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where each line of `content` starts and where its text ends (before its line break:
     \\n, \\r\\n or \\r), as byte offsets."""
     breaks = content == 10
+    carriage_returns = content == 13
+    if not carriage_returns.any():  # \n only, the common case
+        ends = np.flatnonzero(breaks)
+        return np.concatenate(([0], ends + 1)), np.concatenate((ends, [len(content)]))
     crlf = np.zeros(len(content), dtype=bool)
-    if (content == 13).any():
-        lone_cr = content == 13
-        crlf[:-1] = lone_cr[:-1] & breaks[1:]
-        lone_cr &= ~crlf
-        breaks |= lone_cr
+    crlf[:-1] = carriage_returns[:-1] & breaks[1:]
+    breaks |= carriage_returns & ~crlf
     ends = np.flatnonzero(breaks)
     starts = np.concatenate(([0], ends + 1))
     return starts, np.concatenate((ends - crlf[ends - 1] * (ends > 0), [len(content)]))

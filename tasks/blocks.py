@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 BLOCK_BYTES = 16 * 2**20
 """Bytes of landed text parsed at once (a block holds whole records: a little more or less)."""
 
@@ -58,7 +60,19 @@ UNBALANCED_AFTER = 4
 def line_breaks(data: bytes) -> int:
     """Line breaks in `data` as the parser counts lines: `\r\n`, `\r` or `\n` (a block never
     ends between the two bytes of `\r\n`: it is cut after a `\n`)."""
-    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    breaks = occurrences(data, b"\n")
+    if b"\r" in data:  # (a search, at memory speed)
+        breaks += data.count(b"\r") - data.count(b"\r\n")
+    return breaks
+
+
+def occurrences(data: bytes, byte: bytes, start: int = 0, end: int | None = None) -> int:
+    """How many times `byte` occurs in `data[start:end]`, counted by numpy (`bytes.count`
+    of one byte goes a byte at a time: a third of ingest's time went to it)."""
+    if len(byte) != 1:
+        return data.count(byte, start, len(data) if end is None else end)
+    view = np.frombuffer(data, dtype=np.uint8)[start:end]
+    return int(np.count_nonzero(view == ord(byte)))
 
 
 def _record_end(data: bytes, quote: bytes | None, near: int) -> int | None:
@@ -71,7 +85,7 @@ def _record_end(data: bytes, quote: bytes | None, near: int) -> int | None:
         return None
     if quote is None:
         return end + 1
-    quotes_before_end = data.count(quote, 0, end)
+    quotes_before_end = occurrences(data, quote, 0, end)
     candidate, quotes = end, quotes_before_end
     while quotes % 2:  # inside quotes: step back to the previous line break
         previous = data.rfind(b"\n", 0, candidate)
