@@ -77,15 +77,22 @@ def cast_text(text: pa.Array, kind: str, null_tokens: Sequence[str] = ("",)) -> 
         return _cast(pa.nulls(len(distinct), pa.string()), kind, null_tokens)
     per_value = _cast(distinct.dictionary, kind, null_tokens)
     indices = distinct.indices
-    given = pc.is_valid(indices).to_numpy(zero_copy_only=False)
-    positions = pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)
-    if kind == "string":  # stripped values may repeat and null tokens are null: re-encoded
+    if kind == "string":
         typed = per_value.values
-        distinct_values = pc.unique(typed.drop_null())
-        renumbered = pc.take(pc.index_in(typed, value_set=distinct_values), indices)
-        values = pa.DictionaryArray.from_arrays(renumbered, distinct_values)
+        if typed.null_count or len(pc.unique(typed)) < len(typed):
+            # null tokens became null and stripped values may repeat: re-encoded
+            distinct_values = pc.unique(typed.drop_null())
+            renumbered = pc.take(pc.index_in(typed, value_set=distinct_values), indices)
+            values = pa.DictionaryArray.from_arrays(renumbered, distinct_values)
+        else:
+            values = pa.DictionaryArray.from_arrays(indices, typed)
     else:
         values = pc.take(per_value.values, indices)
+    if not per_value.invalid.any():  # the usual case: no row to find (zeros cost nothing)
+        none = np.zeros(len(indices), dtype=bool)
+        return Cast(values, none, none)
+    given = pc.is_valid(indices).to_numpy(zero_copy_only=False)
+    positions = pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)
     return Cast(values, per_value.invalid[positions] & given, per_value.beyond[positions] & given)
 
 

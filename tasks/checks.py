@@ -71,15 +71,30 @@ def column_failures(
         yield f"{name}: not_nullable", ~valid
     for check in column.checks:
         passes = [_arrow_passes(check, chunk) for chunk in chunks]
-        passes = None if any(p is None for p in passes) else np.concatenate(passes or [valid])
-        if passes is None:
+        if all(p is EVERY_ROW for p in passes):
+            continue
+        if any(p is None for p in passes):
             passes = pandera_passes(check, as_pandas())
+        else:
+            passes = np.concatenate(
+                [
+                    np.ones(len(c), bool) if p is EVERY_ROW else p
+                    for p, c in zip(passes, chunks, strict=True)
+                ]
+                or [valid]
+            )
         failed = valid & ~passes
         if failed.any():
             yield f"{name}: {check_label(check)}", failed
 
 
-def _arrow_passes(check: pandera.Check, values: pa.Array) -> np.ndarray | None:
+EVERY_ROW = object()
+"""What `_arrow_passes` answers when every value passes."""
+
+
+def _arrow_passes(check: pandera.Check, values: pa.Array) -> np.ndarray | object | None:
+    """Per value, whether it passes `check` (nulls pass), evaluated by Arrow; `EVERY_ROW`
+    when all do; None when Arrow cannot evaluate it."""
     evaluate = ARROW_CHECKS.get(check.name)
     if evaluate is None or not check.ignore_na or check.element_wise or check.groupby:
         return None
@@ -88,9 +103,12 @@ def _arrow_passes(check: pandera.Check, values: pa.Array) -> np.ndarray | None:
         passes = evaluate(distinct.dictionary if distinct else values, check.statistics)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
         return None
+    passes = pc.fill_null(passes, True)
+    if pc.all(passes).as_py() is not False:
+        return EVERY_ROW
     if distinct is not None:  # evaluated once per distinct value
-        passes = pc.take(passes, distinct.indices)
-    return pc.fill_null(passes, True).to_numpy(zero_copy_only=False)
+        passes = pc.fill_null(pc.take(passes, distinct.indices), True)
+    return passes.to_numpy(zero_copy_only=False)
 
 
 def pandera_passes(check: pandera.Check, data: pd.Series) -> np.ndarray:

@@ -142,7 +142,7 @@ class _PandasView:
             if pa.types.is_dictionary(column.type):
                 column = column.unify_dictionaries() if column.num_chunks > 1 else column
             columns[name] = column.to_pandas(types_mapper=PANDAS_TYPES.get)
-        return pd.DataFrame(columns)
+        return pd.DataFrame(columns, copy=False)
 
     def column(self, name: str):
         return lambda: self.frame[name]
