@@ -464,7 +464,7 @@ def _fairlearn_estimates(
     disparities: dict[str, float | None] = {}
     index = np.flatnonzero(reported)
     if len(index):
-        frame = _metric_frame(counts, index, {"selection_rate": selection_rate}, labelled=False)
+        frame = _metric_frame(counts, index, {"selection_rate": _selection_rate}, labelled=False)
         rates["selection_rate"] = _by_group(frame, "selection_rate")
         if len(index) >= 2:
             disparities[DEMOGRAPHIC_PARITY_DIFFERENCE] = _finite(
@@ -498,27 +498,27 @@ def _rate(hit: np.ndarray, of: np.ndarray, sample_weight: np.ndarray) -> float:
     return float(sample_weight[hit & of].sum() / total) if total else np.nan
 
 
-def selection_rate(y_true, y_pred, sample_weight) -> float:
+def _selection_rate(y_true, y_pred, sample_weight) -> float:
     y_pred = np.asarray(y_pred)
     return _rate(y_pred == 1, np.ones(len(y_pred), dtype=bool), np.asarray(sample_weight))
 
 
-def true_positive_rate(y_true, y_pred, sample_weight) -> float:
+def _true_positive_rate(y_true, y_pred, sample_weight) -> float:
     return _rate(np.asarray(y_pred) == 1, np.asarray(y_true) == 1, np.asarray(sample_weight))
 
 
-def false_positive_rate(y_true, y_pred, sample_weight) -> float:
+def _false_positive_rate(y_true, y_pred, sample_weight) -> float:
     return _rate(np.asarray(y_pred) == 1, np.asarray(y_true) == 0, np.asarray(sample_weight))
 
 
-def precision(y_true, y_pred, sample_weight) -> float:
+def _precision(y_true, y_pred, sample_weight) -> float:
     return _rate(np.asarray(y_true) == 1, np.asarray(y_pred) == 1, np.asarray(sample_weight))
 
 
 _LABEL_RATE_METRICS = {
-    "tpr": true_positive_rate,
-    "fpr": false_positive_rate,
-    "precision": precision,
+    "tpr": _true_positive_rate,
+    "fpr": _false_positive_rate,
+    "precision": _precision,
 }
 
 
