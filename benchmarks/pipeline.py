@@ -150,20 +150,12 @@ def peak_rss_mb() -> float:
 def end_to_end(rows: int, repeats: int) -> tuple[float, dict[str, float], float]:
     """(median wall seconds, median seconds per stage, largest peak RSS in MB) of `tidewater
     run` for a day of `rows` rows, in a fresh home served as a user serves it."""
-    from benchmarks.storage import BOOTSTRAP_DAY, DAY, STAGES, land_day, stage_seconds, tidewater
+    from benchmarks.storage import DAY, STAGES, served_day, stage_seconds
 
-    home = Path(tempfile.mkdtemp(prefix="tidewater-bench-e2e-"))
-    env = os.environ | {"TIDEWATER_HOME": str(home), "COLUMNS": "200"}
-    env.pop("PREFECT_API_URL", None)  # the embedded server `serve` starts in this home
-    peak_file = home / "peak-rss"
     run = [sys.executable, "-m", "benchmarks.measured_cli", "run", "adult", "--ds", DAY]
     walls, stages, peaks = [], [], []
-    try:
-        _log(f"{rows:,} rows: serve, land and train on {BOOTSTRAP_DAY}, land the day {DAY}")
-        tidewater(env, "serve")
-        tidewater(env, "land", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
-        tidewater(env, "train", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
-        land_day(env, rows)
+    with served_day(f"e2e-{rows}", rows, {}) as env:
+        peak_file = Path(env["TIDEWATER_HOME"]) / "peak-rss"
         for _ in range(repeats):
             started = time.perf_counter()
             done = subprocess.run(run, env=env | {"TIDEWATER_PEAK_RSS_FILE": str(peak_file)},
@@ -174,10 +166,6 @@ def end_to_end(rows: int, repeats: int) -> tuple[float, dict[str, float], float]
             stages.append(stage_seconds(env))
             peaks.append(float(peak_file.read_text()))
             _log(f"{rows:,} rows: tidewater run {walls[-1]:.1f} s, {stages[-1]}")
-    finally:
-        subprocess.run([sys.executable, "-m", "deployments.cli", "serve", "--stop"], env=env,
-                       capture_output=True)  # fmt: skip
-        shutil.rmtree(home, ignore_errors=True)
     median = {stage: statistics.median(run[stage] for run in stages) for stage in STAGES}
     return statistics.median(walls), median, max(peaks)
 

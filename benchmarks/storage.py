@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -123,8 +124,12 @@ def stage_seconds(env: dict[str, str]) -> dict[str, float]:
     return {stage: float(latest.get(stage, float("nan"))) for stage in STAGES}
 
 
-def one_store(name: str, rows: int, settings_env: dict[str, str]) -> tuple[float, dict]:
-    home = Path(tempfile.mkdtemp(prefix=f"tidewater-bench-storage-{name}-"))
+@contextmanager
+def served_day(name: str, rows: int, settings_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A fresh home served as a user serves it (`tidewater serve`), a bootstrap day landed and
+    trained on, and DAY landed with `rows` synthetic Adult rows: the environment of the
+    `tidewater` commands the block runs there; stopped and removed after it."""
+    home = Path(tempfile.mkdtemp(prefix=f"tidewater-bench-{name}-"))
     env = os.environ | settings_env | {"TIDEWATER_HOME": str(home), "COLUMNS": "200"}
     env.pop("PREFECT_API_URL", None)  # the embedded server `serve` starts in this home
     try:
@@ -133,13 +138,18 @@ def one_store(name: str, rows: int, settings_env: dict[str, str]) -> tuple[float
         tidewater(env, "land", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
         tidewater(env, "train", "adult", "--start", BOOTSTRAP_DAY, "--days", "1")
         land_day(env, rows)
-        wall = tidewater(env, "run", "adult", "--ds", DAY)
-        stages = stage_seconds(env)
-        _log(f"{name}: tidewater run {wall:.1f} s")
-        return wall, stages
+        yield env
     finally:
         subprocess.run([TIDEWATER, "serve", "--stop"], env=env, capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def one_store(name: str, rows: int, settings_env: dict[str, str]) -> tuple[float, dict]:
+    with served_day(f"storage-{name}", rows, settings_env) as env:
+        wall = tidewater(env, "run", "adult", "--ds", DAY)
+        stages = stage_seconds(env)
+    _log(f"{name}: tidewater run {wall:.1f} s")
+    return wall, stages
 
 
 def main(argv: list[str] | None = None) -> int:
