@@ -21,6 +21,7 @@ from flows.resources import (
     pipeline_run_name,
     registry_of,
     scheduled_day,
+    subflows_on_this_heartbeat,
 )
 from flows.score import score
 from flows.settings import current_settings
@@ -59,7 +60,7 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
     check_storage(settings)
     lake, run_id = lake_of(settings), current_run_id()
     todo = with_dependents(stages) if stages is not None else PIPELINE_STAGES
-    with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry:
+    with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry, subflows_on_this_heartbeat():
         migrate_tables(lake, get_dataset(dataset), list(REBUILT_FROM))  # before any write
         if "ingest" in todo:
             landed = ingest(dataset, ds)["landed"]
