@@ -81,7 +81,6 @@ def column_failures(
                     np.ones(len(c), bool) if p is EVERY_ROW else p
                     for p, c in zip(passes, chunks, strict=True)
                 ]
-                or [valid]
             )
         failed = valid & ~passes
         if failed.any():
