@@ -62,6 +62,8 @@ def cast_text(text: pa.Array, kind: str, null_tokens: Sequence[str] = ("",)) -> 
     """`text` as `kind`: see the module's docstring. A column of few distinct values (most
     landed columns are categories or small numbers) is typed once per distinct value; its
     text stays dictionary encoded."""
+    if isinstance(text, pa.ChunkedArray) and _few_in_every_chunk(text):
+        text = text.unify_dictionaries().combine_chunks()  # typed once for all chunks
     if isinstance(text, pa.ChunkedArray) and text.num_chunks > 1:
         casts = [cast_text(chunk, kind, null_tokens) for chunk in text.chunks]
         return Cast(
@@ -96,6 +98,14 @@ def cast_text(text: pa.Array, kind: str, null_tokens: Sequence[str] = ("",)) -> 
     return Cast(values, per_value.invalid[positions] & given, per_value.beyond[positions] & given)
 
 
+def _few_in_every_chunk(text: pa.ChunkedArray) -> bool:
+    """Whether `text` is dictionary encoded with at most one distinct value in four
+    (counting each chunk's dictionary)."""
+    return pa.types.is_dictionary(text.type) and 4 * sum(
+        len(chunk.dictionary) for chunk in text.chunks
+    ) <= len(text)
+
+
 def few_distinct(values: pa.Array) -> pa.DictionaryArray | None:
     """`values` dictionary encoded, when they hold at most one distinct value in four."""
     if pa.types.is_dictionary(values.type):
@@ -107,8 +117,15 @@ def few_distinct(values: pa.Array) -> pa.DictionaryArray | None:
 
 
 def _cast(text: pa.Array, kind: str, null_tokens: Sequence[str]) -> Cast:
+    none = np.zeros(len(text), dtype=bool)
+    if kind in ("integer", "float") and not _any_cast(null_tokens, kind):
+        try:  # clean numbers (no blank, no null token) cast as they are
+            values = pc.cast(text, ARROW_TYPES[kind])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        else:
+            return Cast(values, none, none) if kind == "integer" else _not_nan(text, values)
     given = given_text(text, null_tokens)
-    none = np.zeros(len(given), dtype=bool)
     if kind == "string":
         return Cast(given, none, none)
     if kind == "boolean":
@@ -130,9 +147,28 @@ def _cast(text: pa.Array, kind: str, null_tokens: Sequence[str]) -> Cast:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         numbers = pd.to_numeric(given.to_pandas(), errors="coerce")
         values = pa.array(numbers.to_numpy(dtype=float, na_value=np.nan), pa.float64())
-    # "nan" is not a number that landed: invalid, as a value that does not parse
-    values = pc.if_else(pc.fill_null(pc.is_nan(values), False), None, values)
+    return _not_nan(given, values)
+
+
+def _not_nan(given: pa.Array, values: pa.Array) -> Cast:
+    """Floats cast from `given`, with "nan" invalid: not a number that landed, as a value
+    that does not parse."""
+    nan = pc.fill_null(pc.is_nan(values), False)
+    if pc.any(nan).as_py():
+        values = pc.if_else(nan, None, values)
+    none = np.zeros(len(given), dtype=bool)
     return Cast(values, _given_but_null(given, values), none)
+
+
+def _any_cast(tokens: Sequence[str], kind: str) -> bool:
+    """Whether a null token reads as a number of `kind` (then it must be looked for)."""
+    for token in tokens:
+        try:
+            pc.cast(pa.array([token]), ARROW_TYPES[kind])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return True
+    return False
 
 
 PANDAS_TYPES = {
@@ -140,6 +176,29 @@ PANDAS_TYPES = {
     pa.float64(): pd.Float64Dtype(),
     pa.bool_(): pd.BooleanDtype(),
 }
+
+
+MASKED_ARRAYS = {
+    pa.int64(): pd.arrays.IntegerArray,
+    pa.float64(): pd.arrays.FloatingArray,
+    pa.bool_(): pd.arrays.BooleanArray,
+}
+
+
+def as_pandas(column: pa.ChunkedArray) -> pd.Series:
+    """A typed column as pandas, as `to_pandas(types_mapper=PANDAS_TYPES.get)` makes it
+    (Int64, Float64, boolean; dictionaries as Categorical), without its per-value copy:
+    numbers without nulls are handed over as they are."""
+    column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    masked = MASKED_ARRAYS.get(column.type)
+    if masked is None:
+        return column.to_pandas(types_mapper=PANDAS_TYPES.get)
+    if column.null_count:
+        mask = pc.is_null(column).to_numpy(zero_copy_only=False)
+        column = pc.fill_null(column, False if column.type == pa.bool_() else 0)
+    else:
+        mask = np.zeros(len(column), dtype=bool)
+    return pd.Series(masked(column.to_numpy(zero_copy_only=False), mask, copy=False))
 
 
 def cast_series(text: pd.Series, kind: str, null_tokens: Sequence[str] = ("",)) -> pd.Series:

@@ -18,7 +18,7 @@ from pandera.backends.pandas.checks import PandasCheckBackend
 from datasets import Dataset
 from tasks import step
 from tasks.bronze import LINEAGE_FIELDS, bronze_schema
-from tasks.casting import ARROW_TYPES, PANDAS_TYPES, cast_text, decoded, kind_of
+from tasks.casting import ARROW_TYPES, PANDAS_TYPES, as_pandas, cast_text, decoded, kind_of
 from tasks.checks import check_label, column_failures
 from tasks.lake import Lake, StagedFile, StagingWriter
 
@@ -113,10 +113,11 @@ def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> Valid
     failed = np.zeros(bronze.num_rows, dtype=bool)
     for _, rows in failures:
         failed |= rows
-    passed = pa.array(~failed)
-    silver = typed.filter(passed)
+    silver = typed
     for name in LINEAGE:
-        silver = silver.append_column(name, bronze.column(name).filter(passed))
+        silver = silver.append_column(name, bronze.column(name))
+    if failures:  # else every row is silver as it is
+        silver = silver.filter(pa.array(~failed))
     quarantine = bronze.filter(pa.array(failed))
     quarantine = quarantine.append_column(
         pa.field("_failed_checks", pa.list_(pa.string())),
@@ -136,13 +137,15 @@ class _PandasView:
 
     @cached_property
     def frame(self) -> pd.DataFrame:
-        columns = {}
-        for name in self.typed.column_names:
-            column = self.typed.column(name)
-            if pa.types.is_dictionary(column.type):
-                column = column.unify_dictionaries() if column.num_chunks > 1 else column
-            columns[name] = column.to_pandas(types_mapper=PANDAS_TYPES.get)
-        return pd.DataFrame(columns, copy=False)
+        with ThreadPoolExecutor(os.cpu_count()) as pool:  # Arrow converts outside the GIL
+            columns = pool.map(self._converted, self.typed.column_names)
+            return pd.DataFrame(dict(zip(self.typed.column_names, columns)), copy=False)
+
+    def _converted(self, name: str) -> pd.Series:
+        column = self.typed.column(name)
+        if pa.types.is_dictionary(column.type) and column.num_chunks > 1:
+            column = column.unify_dictionaries()
+        return as_pandas(column)
 
     def column(self, name: str):
         return lambda: self.frame[name]
@@ -170,9 +173,6 @@ def _row_check_failures(
     per column. pandera's backend runs each check's function on the typed rows; what it
     makes of the output is done here, as pandera does it (a row of nulls only passes)."""
     failures = []
-    all_null = np.ones(typed.num_rows, dtype=bool)
-    for column in typed.columns:
-        all_null &= pc.is_null(column).to_numpy(zero_copy_only=False)
     for check in schema.checks:
         backend = PandasCheckBackend(check)
         frame = as_pandas.frame
@@ -181,7 +181,7 @@ def _row_check_failures(
             passes = (output.fillna(False) | frame.isna()).all(axis="columns").to_numpy(bool)
         elif isinstance(output, pd.Series):
             passes = output.fillna(False).to_numpy(dtype=bool)
-            passes = passes | all_null if check.ignore_na else passes
+            passes = passes | _all_null(typed) if check.ignore_na else passes
         elif not bool(output):
             raise ValueError(f"{dataset} schema failed as a whole: row: {check_label(check)}")
         else:
@@ -189,6 +189,16 @@ def _row_check_failures(
         if not passes.all():
             failures.append((f"row: {check_label(check)}", ~passes))
     return failures
+
+
+def _all_null(typed: pa.Table) -> np.ndarray:
+    """Per row, whether every column is null (none is where a column has no null)."""
+    if any(column.null_count == 0 for column in typed.columns):
+        return np.zeros(typed.num_rows, dtype=bool)
+    all_null = np.ones(typed.num_rows, dtype=bool)
+    for column in typed.columns:
+        all_null &= pc.is_null(column).to_numpy(zero_copy_only=False)
+    return all_null
 
 
 def _checks_per_row(failures: list[tuple[str, np.ndarray]], failing: np.ndarray) -> list[list]:

@@ -125,3 +125,34 @@ def test_a_dictionary_column_of_nulls_only_is_typed_null_and_valid(kind):
     nulls = pa.DictionaryArray.from_arrays(pa.nulls(3, pa.int32()), pa.array([], pa.string()))
     cast = cast_text(nulls, kind)
     assert cast.values.null_count == 3 and not cast.invalid.any()
+
+
+@pytest.mark.parametrize("kind", ["integer", "float"])
+def test_a_null_token_that_reads_as_a_number_is_null_in_a_clean_column(kind):
+    typed = cast_text(pa.array(["1", "-1", "2", "nan"]), kind, null_tokens=("-1", "nan"))
+    assert typed.values.to_pylist() == [1, None, 2, None] and not typed.invalid.any()
+
+
+def test_chunks_of_few_distinct_values_are_typed_as_one_column():
+    values = ["7", " 8", "?", "x"] * 500
+    chunked = pa.chunked_array(
+        [pa.array(values[:1200]).dictionary_encode(), pa.array(values[1200:]).dictionary_encode()]
+    )
+    typed = cast_text(chunked, "integer", null_tokens=("?",))
+    plain = cast_text(pa.array(values), "integer", null_tokens=("?",))
+    assert typed.values.to_pylist() == plain.values.to_pylist() == [7, 8, None, None] * 500
+    assert np.flatnonzero(typed.invalid).tolist() == list(range(3, 2000, 4))
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [[[1, None, 3], [4]], [[1.5, None]], [[True, None, False]], [[1, 2]], [["a", None, "a"]]],
+)
+def test_a_typed_column_as_pandas_is_what_arrow_converts(chunks):
+    from tasks.casting import PANDAS_TYPES, as_pandas
+
+    column = pa.chunked_array(chunks)
+    if column.type == pa.string():
+        column = column.dictionary_encode()
+    expected = column.to_pandas(types_mapper=PANDAS_TYPES.get)
+    pd.testing.assert_series_equal(as_pandas(column), expected)
