@@ -5,7 +5,8 @@
     python -m benchmarks.pipeline --end-to-end      # the whole pipeline, 1M and 10M rows
 
 What runs, per repeat, on one Adult CSV of `--rows` rows (synthetic Adult rows,
-`datasets.adult.synthesize`, written as the landing writer writes them), in a fresh folder:
+`datasets.adult.synthesize`, 1% of them failing a check, written as the landing writer
+writes them), in a fresh folder:
 
 * floor: `pyarrow.csv.read_csv` of the file (Arrow's type inference, all threads) and
   `deltalake.write_deltalake` of the table into a new Delta table;
@@ -59,13 +60,28 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+FAILING_SHARE = 0.01
+"""The share of the benchmark day's rows that fail a check, as in a day from a real
+upstream: a third each an age beyond the schema's range, an unknown workclass, and an
+education_num that is not its education's rank (a row-wide check)."""
+
+
 def landed_day(landing: Path, rows: int) -> Path:
-    """One day of `rows` Adult rows as a CSV file in the landing layout."""
+    """One day of `rows` Adult rows as a CSV file in the landing layout, `FAILING_SHARE`
+    of them failing validation."""
+    import numpy as np
+
     from datasets.adult import NAME, synthesize
     from datasets.landing_writer import encode_landing_file
 
     frame = synthesize(rows, seed=7)
     frame = frame[[c for c in frame.columns if not c.startswith("_")]]
+    failing = np.random.default_rng(7).permutation(rows)[: int(rows * FAILING_SHARE)]
+    old_age, unknown_work, wrong_rank = np.array_split(failing, 3)
+    frame.loc[old_age, "age"] = 150
+    frame["workclass"] = frame["workclass"].astype(object)
+    frame.loc[unknown_work, "workclass"] = "Unknown-job"
+    frame.loc[wrong_rank, "education_num"] = frame.loc[wrong_rank, "education_num"] % 16 + 1
     path = landing / NAME / f"ds={DS}" / "part-0001.csv"
     path.parent.mkdir(parents=True)
     path.write_bytes(encode_landing_file(frame, "csv"))
@@ -96,9 +112,10 @@ def ingest(landing: Path, folder: Path) -> int:
     return staged.landed_rows
 
 
-def validation(folder: Path) -> tuple[float, float, int]:
-    """(split seconds, stage seconds, rows) of validating the day ingested into `folder`:
-    the split of the whole day at once, and the stage as the flow runs it (in batches)."""
+def validation(folder: Path) -> tuple[float, float, int, int]:
+    """(split seconds, stage seconds, rows, rows quarantined) of validating the day ingested
+    into `folder`: the split of the whole day at once, and the stage as the flow runs it (in
+    batches)."""
     from datasets import get_dataset
     from tasks.lake import Lake
     from tasks.validation import commit_validated, split_valid_rows, stage_validated
@@ -111,7 +128,7 @@ def validation(folder: Path) -> tuple[float, float, int]:
     started = time.perf_counter()
     staged = stage_validated.fn(lake, spec, DS, "bench")
     commit_validated.fn(lake, spec, DS, staged, "bench")
-    return split_s, time.perf_counter() - started, staged.rows_in
+    return split_s, time.perf_counter() - started, staged.rows_in, staged.quarantined_count
 
 
 def peak_memory(landing: Path) -> float:
@@ -239,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(validated, ignore_errors=True)
     split_s = statistics.median(run[0] for run in runs)
-    stage_s, valid_rows = statistics.median(run[1] for run in runs), runs[0][2]
+    stage_s, valid_rows, quarantined = statistics.median(run[1] for run in runs), *runs[0][2:]
     share = (ingest_rows / ingest_s) / (floor_rows / floor_s)
     print("| step | seconds | rows/s |\n|---|---:|---:|")
     print(f"| floor: read_csv + write_deltalake | {floor_s:.2f} | {floor_rows / floor_s:,.0f} |")
@@ -254,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     split_rate = valid_rows / split_s
     verdict = "met" if split_rate >= TARGET_VALIDATION else "NOT met"
-    print(f"validation split at {split_rate:,.0f} rows/s (target >= 5M rows/s: {verdict})")
+    print(f"validation split at {split_rate:,.0f} rows/s (target >= 5M rows/s: {verdict}); "
+          f"{quarantined:,} of {valid_rows:,} rows quarantined")  # fmt: skip
     memory_rows = [int(n) for n in args.memory_rows.split(",") if n and not args.quick]
     if memory_rows:
         print("\n| rows | CSV MB | peak RSS MB (ingest + validation, one process) |")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -85,9 +86,9 @@ def cast_text(text: pa.Array, kind: str, null_tokens: Sequence[str] = ("",)) -> 
             # null tokens became null and stripped values may repeat: re-encoded
             distinct_values = pc.unique(typed.drop_null())
             renumbered = pc.take(pc.index_in(typed, value_set=distinct_values), indices)
-            values = pa.DictionaryArray.from_arrays(renumbered, distinct_values)
+            values = pa.DictionaryArray.from_arrays(renumbered, distinct_values, safe=False)
         else:
-            values = pa.DictionaryArray.from_arrays(indices, typed)
+            values = pa.DictionaryArray.from_arrays(indices, typed, safe=False)
     else:
         values = pc.take(per_value.values, indices)
     if not per_value.invalid.any():  # the usual case: no row to find (zeros cost nothing)
@@ -118,7 +119,7 @@ def few_distinct(values: pa.Array) -> pa.DictionaryArray | None:
 
 def _cast(text: pa.Array, kind: str, null_tokens: Sequence[str]) -> Cast:
     none = np.zeros(len(text), dtype=bool)
-    if kind in ("integer", "float") and not _any_cast(null_tokens, kind):
+    if kind in ("integer", "float") and not _any_cast(tuple(null_tokens), kind):
         try:  # clean numbers (no blank, no null token) cast as they are
             values = pc.cast(text, ARROW_TYPES[kind])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -160,7 +161,8 @@ def _not_nan(given: pa.Array, values: pa.Array) -> Cast:
     return Cast(values, _given_but_null(given, values), none)
 
 
-def _any_cast(tokens: Sequence[str], kind: str) -> bool:
+@lru_cache
+def _any_cast(tokens: tuple[str, ...], kind: str) -> bool:
     """Whether a null token reads as a number of `kind` (then it must be looked for)."""
     for token in tokens:
         try:
@@ -190,6 +192,10 @@ def as_pandas(column: pa.ChunkedArray) -> pd.Series:
     (Int64, Float64, boolean; dictionaries as Categorical), without its per-value copy:
     numbers without nulls are handed over as they are."""
     column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if pa.types.is_dictionary(column.type) and column.dictionary.null_count == 0:
+        codes = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)
+        categories = pd.CategoricalDtype(column.dictionary.to_pandas())
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=categories, validate=False))
     masked = MASKED_ARRAYS.get(column.type)
     if masked is None:
         return column.to_pandas(types_mapper=PANDAS_TYPES.get)
@@ -251,10 +257,10 @@ def _string_array(text) -> pa.Array:
     if isinstance(text, pd.Series):
         text = pa.array(text.astype(object).where(text.notna(), None), pa.string())
     if pa.types.is_dictionary(text.type):
-        dictionary = text.dictionary
-        if dictionary.type != pa.string():
-            dictionary = pc.cast(dictionary, pa.string())
-        return pa.DictionaryArray.from_arrays(text.indices, dictionary)
+        if text.dictionary.type == pa.string():
+            return text
+        dictionary = pc.cast(text.dictionary, pa.string())
+        return pa.DictionaryArray.from_arrays(text.indices, dictionary, safe=False)
     return text if text.type == pa.string() else pc.cast(text, pa.string())
 
 

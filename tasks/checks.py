@@ -66,9 +66,9 @@ def column_failures(
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(failure label, per-row failed) for each check of `column` that some row fails."""
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
-    if not column.nullable and not valid.all():
-        yield f"{name}: not_nullable", ~valid
+    given = pc.is_valid(values).to_numpy(zero_copy_only=False) if values.null_count else True
+    if not column.nullable and values.null_count:
+        yield f"{name}: not_nullable", ~given
     for check in column.checks:
         passes = [_arrow_passes(check, chunk) for chunk in chunks]
         if all(p is EVERY_ROW for p in passes):
@@ -82,7 +82,7 @@ def column_failures(
                     for p, c in zip(passes, chunks, strict=True)
                 ]
             )
-        failed = valid & ~passes
+        failed = given & ~passes  # a null passes; `given` is True where none is null
         if failed.any():
             yield f"{name}: {check_label(check)}", failed
 

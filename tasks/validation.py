@@ -71,23 +71,40 @@ def column_kind(dataset: Dataset, name: str) -> str:
     return kind_of(dataset.schema.to_schema().columns[name].dtype)
 
 
-def typed_rows(bronze: pa.Table, dataset: Dataset) -> tuple[pa.Table, list[tuple[str, np.ndarray]]]:
-    """The dataset's columns of `bronze` typed as its schema says, and the casts that
-    failed: (label, per-row failed) for each column where some value did not cast."""
-    columns, null_tokens = dataset.schema.to_schema().columns, dataset.landing.null_tokens
-    kinds = {name: kind_of(columns[name].dtype) for name in dataset.columns}
-    with ThreadPoolExecutor(os.cpu_count()) as pool:  # Arrow computes outside the GIL
-        casts = pool.map(
-            lambda name: cast_text(bronze.column(name), kinds[name], null_tokens), dataset.columns
-        )
-    typed, failures = {}, []
-    for name, cast in zip(dataset.columns, casts, strict=True):
-        kind = kinds[name]
-        typed[name] = cast.values
-        if cast.invalid.any():
-            failures.append((f"{name}: not a valid {kind}", cast.invalid & ~cast.beyond))
-            failures.append((f"{name}: beyond the 64-bit integers", cast.invalid & cast.beyond))
-    return pa.table(typed), failures
+@dataclass
+class _Column:
+    """A dataset column typed and checked: its values, the failures of its cast and of its
+    checks, and its pandas form where a check needed it."""
+
+    name: str
+    values: pa.ChunkedArray
+    failures: list[tuple[str, np.ndarray]]
+    pandas: pd.Series | None
+
+
+def _typed_and_checked(
+    text: pa.ChunkedArray, name: str, column: pandera.Column, null_tokens, for_pandas: bool
+) -> _Column:
+    """Column `name` of bronze (`text`) typed as `column` says and checked; its pandas form
+    made too where `for_pandas` (the row-wide checks read every column)."""
+    kind = kind_of(column.dtype)
+    cast = cast_text(text, kind, null_tokens)
+    values = cast.values
+    if not isinstance(values, pa.ChunkedArray):
+        values = pa.chunked_array([values])
+    failures = []
+    if cast.invalid.any():
+        failures.append((f"{name}: not a valid {kind}", cast.invalid & ~cast.beyond))
+        failures.append((f"{name}: beyond the 64-bit integers", cast.invalid & cast.beyond))
+    converted = []
+
+    def series() -> pd.Series:
+        if not converted:
+            converted.append(_as_pandas(values))
+        return converted[0]
+
+    failures.extend(column_failures(name, values, column, series))
+    return _Column(name, values, failures, series() if for_pandas else None)
 
 
 @step
@@ -95,20 +112,21 @@ def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> Valid
     """Valid rows (typed) and failing rows (as landed, with every check they failed)."""
     if isinstance(bronze, pd.DataFrame):
         bronze = pa.Table.from_pandas(bronze, preserve_index=False)
-    typed, failures = typed_rows(bronze, dataset)
-    schema = dataset.schema.to_schema()
-    as_pandas = _PandasView(typed)
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
-        for found in pool.map(
-            lambda name: list(
-                column_failures(
-                    name, typed.column(name), schema.columns[name], as_pandas.column(name)
-                )
-            ),
-            dataset.columns,
-        ):
-            failures.extend(found)
+    schema, null_tokens = dataset.schema.to_schema(), dataset.landing.null_tokens
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # Arrow computes outside the GIL
+        columns = list(
+            pool.map(
+                lambda name: _typed_and_checked(
+                    bronze.column(name), name, schema.columns[name], null_tokens,
+                    for_pandas=bool(schema.checks),
+                ),
+                dataset.columns,
+            )
+        )  # fmt: skip
+    typed = pa.table({column.name: column.values for column in columns})
+    failures = [failure for column in columns for failure in column.failures]
     failures.extend(_file_issues(bronze))
+    as_pandas = _PandasView(typed, {column.name: column.pandas for column in columns})
     failures.extend(_row_check_failures(schema, typed, as_pandas, dataset.name))
     failed = np.zeros(bronze.num_rows, dtype=bool)
     for _, rows in failures:
@@ -117,38 +135,47 @@ def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> Valid
     for name in LINEAGE:
         silver = silver.append_column(name, bronze.column(name))
     if failures:  # else every row is silver as it is
-        silver = silver.filter(pa.array(~failed))
-    quarantine = bronze.filter(pa.array(failed))
+        silver, quarantine = _rows_where(silver, ~failed), _rows_where(bronze, failed)
+    else:
+        quarantine = bronze.slice(0, 0)
     quarantine = quarantine.append_column(
         pa.field("_failed_checks", pa.list_(pa.string())),
-        pa.array(_checks_per_row(failures, np.flatnonzero(failed)), pa.list_(pa.string())),
+        _checks_per_row(failures, failed),
     )
     return ValidationSplit(silver, quarantine)
 
 
-class _PandasView:
-    """The typed columns as pandas, converted once and only when a check needs them (the
-    row-wide checks, a column check Arrow does not have): Int64, Float64 and boolean
-    columns, text of few distinct values as a Categorical (converted without decoding),
-    other text as objects."""
+def _rows_where(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The rows of `table` where `keep` is true, its columns filtered side by side (not
+    `take`: on chunked columns it joins the chunks first)."""
+    mask = pa.array(keep)
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # Arrow filters outside the GIL
+        columns = list(pool.map(lambda column: column.filter(mask), table.columns))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
-    def __init__(self, typed: pa.Table):
-        self.typed = typed
+
+class _PandasView:
+    """The typed columns as one pandas frame, built once and only when a row-wide check
+    needs it: Int64, Float64 and boolean columns, text of few distinct values as a
+    Categorical (converted without decoding), other text as objects. Columns already
+    converted (`converted`, by name) are taken as they are."""
+
+    def __init__(self, typed: pa.Table, converted: dict[str, pd.Series | None] | None = None):
+        self.typed, self.converted = typed, converted or {}
 
     @cached_property
     def frame(self) -> pd.DataFrame:
-        with ThreadPoolExecutor(os.cpu_count()) as pool:  # Arrow converts outside the GIL
-            columns = pool.map(self._converted, self.typed.column_names)
-            return pd.DataFrame(dict(zip(self.typed.column_names, columns)), copy=False)
+        columns = {}
+        for name in self.typed.column_names:
+            given = self.converted.get(name)
+            columns[name] = _as_pandas(self.typed.column(name)) if given is None else given
+        return pd.DataFrame(columns, copy=False)
 
-    def _converted(self, name: str) -> pd.Series:
-        column = self.typed.column(name)
-        if pa.types.is_dictionary(column.type) and column.num_chunks > 1:
-            column = column.unify_dictionaries()
-        return as_pandas(column)
 
-    def column(self, name: str):
-        return lambda: self.frame[name]
+def _as_pandas(column: pa.ChunkedArray) -> pd.Series:
+    if pa.types.is_dictionary(column.type) and column.num_chunks > 1:
+        column = column.unify_dictionaries()
+    return as_pandas(column)
 
 
 def _file_issues(bronze: pa.Table) -> list[tuple[str, np.ndarray]]:
@@ -201,14 +228,22 @@ def _all_null(typed: pa.Table) -> np.ndarray:
     return all_null
 
 
-def _checks_per_row(failures: list[tuple[str, np.ndarray]], failing: np.ndarray) -> list[list]:
-    """For each failing row (in order), the sorted labels of the checks it failed."""
-    position = {row: index for index, row in enumerate(failing.tolist())}
-    labels: list[set] = [set() for _ in failing]
-    for label, rows in failures:
-        for row in np.flatnonzero(rows).tolist():
-            labels[position[row]].add(label)
-    return [sorted(names) for names in labels]
+def _checks_per_row(failures: list[tuple[str, np.ndarray]], failed: np.ndarray) -> pa.ListArray:
+    """For each failed row (in order), the sorted labels of the checks it failed."""
+    labels = sorted({label for label, _ in failures})
+    number = {label: index for index, label in enumerate(labels)}
+    rank = np.cumsum(failed) - 1  # a failed row's place among the failed rows
+    pairs = np.unique(  # row * labels + check, once each: by row, then by label
+        np.concatenate(
+            [np.zeros(0, np.int64)]
+            + [rank[np.flatnonzero(hit)] * len(labels) + number[label] for label, hit in failures]
+        )
+    )
+    rows, checks = np.divmod(pairs, max(len(labels), 1))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=int(failed.sum())))])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(labels, pa.string()).take(pa.array(checks))
+    )
 
 
 def quarantine_samples(split: ValidationSplit, n: int = 5) -> list[dict]:
