@@ -105,9 +105,12 @@ def _arrow_passes(check: pandera.Check, values: pa.Array) -> np.ndarray | object
     passes = pc.fill_null(passes, True)
     if pc.all(passes).as_py() is not False:
         return EVERY_ROW
-    if distinct is not None:  # evaluated once per distinct value
-        passes = pc.fill_null(pc.take(passes, distinct.indices), True)
-    return passes.to_numpy(zero_copy_only=False)
+    passes = passes.to_numpy(zero_copy_only=False)
+    if distinct is None:
+        return passes
+    # evaluated once per distinct value; a null (past the last value) passes
+    codes = pc.fill_null(distinct.indices, len(passes)).to_numpy(zero_copy_only=False)
+    return np.append(passes, True)[codes]
 
 
 def pandera_passes(check: pandera.Check, data: pd.Series) -> np.ndarray:
