@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from scipy.stats import rankdata
 
 from reports.policy import Decision
 from reports.result import DriftResult
@@ -67,6 +67,18 @@ def drift_metric_rows(
     return rows
 
 
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of `scores` for `labels` (1 positive, 0 negative, both present): the
+    Mann–Whitney statistic of the scores' midranks, tied scores counting half, as
+    scikit-learn's `roc_auc_score` (which checks its input for a second a million rows)."""
+    positive = labels == 1
+    positives = int(positive.sum())
+    negatives = len(labels) - positives
+    midranks = rankdata(scores, method="average")
+    mann_whitney = midranks[positive].sum() - positives * (positives + 1) / 2
+    return float(mann_whitney / (positives * negatives))
+
+
 def quality_metric_rows(
     dataset: str,
     ds: date | str,
@@ -83,10 +95,11 @@ def quality_metric_rows(
     y, p = labels[known], scores[known]
     values = {"labelled_rows": float(known.sum())}
     if len(np.unique(y)) == 2:
+        clipped = np.clip(p, 1e-7, 1 - 1e-7)
         values |= {
-            "auc": float(roc_auc_score(y, p)),
-            "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
-            "accuracy": float(accuracy_score(y, p >= 0.5)),
+            "auc": roc_auc(y, p),
+            "logloss": float(-np.mean(np.where(y == 1, np.log(clipped), np.log1p(-clipped)))),
+            "accuracy": float(np.mean((p >= 0.5) == (y == 1))),
             "calibration_gap": float(p.mean() - y.mean()),
         }
     return [
