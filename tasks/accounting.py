@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tasks import step
 from tasks.lake import Lake
@@ -34,21 +34,39 @@ class RowAccount:
 
 
 def _row_ids(lake: Lake, table: str, dataset: str, where: dict[str, str]) -> pa.Array:
-    """The row ids of a slice (as Arrow: a day of 10M rows as Python strings held 1.5 GB a
-    table); raises when one appears twice."""
+    """The row ids of a slice, as Arrow (a day of 10M rows as Python strings held 1.5 GB
+    a table)."""
     if lake.version(table, dataset) is None:
         return pa.array([], pa.string())
     ids = lake.read(table, dataset, where=where, columns=["_row_id"]).column("_row_id")
-    ids = ids.combine_chunks() if ids.num_chunks else pa.array([], ids.type)
-    repeated = len(ids) - len(pc.unique(ids))  # (count_distinct took twice as long)
-    if repeated:
-        raise AccountingError(f"{table} holds {repeated} duplicated rows of {where}")
-    return ids
+    return ids.combine_chunks() if ids.num_chunks else pa.array([], ids.type)
 
 
-def _count_in(ids: pa.Array, others: pa.Array) -> int:
-    """How many of `ids` are among `others`."""
-    return pc.sum(pc.is_in(ids, value_set=others)).as_py() or 0
+class _Ids:
+    """Each table's row ids as the numbers of one dictionary of every id (one hash pass
+    over all of them; the checks are then counts): per table, which ids it holds."""
+
+    def __init__(self, ids: dict[str, pa.Array]):
+        self.sizes = {table: len(rows) for table, rows in ids.items()}
+        arrays = list(ids.values())
+        if len({rows.type for rows in arrays}) > 1:  # e.g. an empty table's plain strings
+            arrays = [rows.cast(pa.large_string()) for rows in arrays]
+        encoded = pa.concat_arrays(arrays).dictionary_encode()
+        codes, distinct = encoded.indices.to_numpy(), len(encoded.dictionary)
+        self.held: dict[str, np.ndarray] = {}
+        start = 0
+        for table, size in self.sizes.items():
+            self.held[table] = np.zeros(distinct, dtype=bool)
+            self.held[table][codes[start : start + size]] = True
+            start += size
+
+    def repeated(self, table: str) -> int:
+        """How many of `table`'s rows repeat an id it holds already."""
+        return self.sizes[table] - int(self.held[table].sum())
+
+    def common(self, table: str, *others: str) -> int:
+        """How many (distinct) ids of `table` one of `others` holds too."""
+        return int((self.held[table] & np.logical_or.reduce([self.held[o] for o in others])).sum())
 
 
 @step(retries=2)
@@ -58,31 +76,34 @@ def count_rows(
     """How many rows of (dataset, ds) each table holds. Raises on duplicated row ids, when
     silver and quarantine are not a split of bronze (by row id), and when the champion's
     predictions are not exactly the silver rows."""
-    where = {"ds": ds}
-    ids = {table: _row_ids(lake, table, dataset, where) for table in PIPELINE_TABLES}
-    silver, quarantine, bronze = ids["silver"], ids["quarantine"], ids["bronze"]
-    in_both = _count_in(silver, quarantine)
-    split = pa.concat_arrays([silver, quarantine])
-    in_bronze = _count_in(split, bronze)
-    if in_both or in_bronze != len(split) or len(split) != len(bronze):
+    slices = {table: {"ds": ds} for table in PIPELINE_TABLES}
+    if model_version is not None:
+        slices["predictions"] = {"ds": ds, "model_version": model_version}
+    ids = _Ids({table: _row_ids(lake, table, dataset, where) for table, where in slices.items()})
+    for table, where in slices.items():
+        if ids.repeated(table):
+            raise AccountingError(f"{table} holds {ids.repeated(table)} duplicated rows of {where}")
+    silver, quarantine, bronze = (ids.sizes[t] for t in ("silver", "quarantine", "bronze"))
+    in_both = ids.common("silver", "quarantine")
+    in_bronze = ids.common("silver", "bronze") + ids.common("quarantine", "bronze")
+    if in_both or in_bronze != silver + quarantine or silver + quarantine != bronze:
         raise AccountingError(
             f"{dataset} ds={ds}: silver and quarantine are not a split of bronze: "
             f"{in_both} rows in both, "
-            f"{len(bronze) - _count_in(bronze, split)} bronze rows in neither, "
-            f"{len(split) - in_bronze} rows not in bronze"
+            f"{bronze - ids.common('bronze', 'silver', 'quarantine')} bronze rows in neither, "
+            f"{silver + quarantine - in_bronze} rows not in bronze"
         )
-    predicted = pa.array([], pa.string())
+    predicted = ids.sizes.get("predictions", 0)
     if model_version is not None:
-        predicted = _row_ids(lake, "predictions", dataset, where | {"model_version": model_version})
-        covered = _count_in(predicted, silver)
-        if covered != len(predicted) or len(predicted) != len(silver):
+        covered = ids.common("predictions", "silver")
+        if covered != predicted or predicted != silver:
             raise AccountingError(
                 f"{dataset} ds={ds}: predictions of {model_version} cover "
-                f"{covered} of {len(silver)} silver rows "
-                f"and {len(predicted) - covered} rows not in silver"
+                f"{covered} of {silver} silver rows "
+                f"and {predicted - covered} rows not in silver"
             )
-    counts = {table: len(rows) for table, rows in ids.items()}
-    return RowAccount(dataset, ds, model_version, landed, predictions=len(predicted), **counts)
+    counts = {table: ids.sizes[table] for table in PIPELINE_TABLES}
+    return RowAccount(dataset, ds, model_version, landed, predictions=predicted, **counts)
 
 
 @step
