@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import re
 import zlib
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from datasets import LandingFormat
 from tasks.arrow_csv import NOT_BLANK, NotArrowReadable, line_bounds, read_delimited
-from tasks.blocks import ASCII_COMPATIBLE, BLOCK_BYTES, record_blocks
+from tasks.blocks import ASCII_COMPATIBLE, BLOCK_BYTES, occurrences, record_blocks
 
 
 @dataclass
@@ -133,18 +134,26 @@ def parse_file(
             if tail.strip():
                 line = data.count(b"\n") + 1
                 cut_short.append(Reject(line, _raw_text(tail), "incomplete last line"))
+    if fmt not in ("csv", "tsv", "jsonl", "parquet"):
+        return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
+    parsed = _parse_data(fmt, data, columns, landing, optional)
+    parsed.notes = notes + parsed.notes
+    parsed.rejects.extend(cut_short)
+    return parsed
+
+
+def _parse_data(
+    fmt: str, data: bytes, columns: Sequence[str], landing: LandingFormat, optional: Sequence[str]
+) -> ParsedFile:
+    """Records and rejects of `data` (not compressed), a file of kind `fmt`."""
     if not NOT_BLANK.search(data):
         parsed = ParsedFile(notes=["empty file"])
     elif fmt in ("csv", "tsv"):
         parsed = parse_csv(data, columns, landing, delimiter="\t" if fmt == "tsv" else None)
     elif fmt == "jsonl":
         parsed = parse_jsonl(data, columns, landing)
-    elif fmt == "parquet":
-        parsed = parse_parquet(data, columns, landing)
     else:
-        return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
-    parsed.notes = notes + parsed.notes
-    parsed.rejects.extend(cut_short)
+        parsed = parse_parquet(data, columns, landing)
     if parsed.table is not None and optional:
         parsed.table = _without_issues(parsed.table, missing_column_issues(optional))
     return parsed
@@ -161,22 +170,29 @@ def parse_in_blocks(
     """`parse_file` of a file read in `chunks`, one block of whole records at a time (see
     `tasks.blocks`): its records and rejects carry the file's own line numbers, its notes
     come with the first block that has them. Memory is bounded by the block, whatever the
-    file's size. Files no cut can split (gzip, Parquet, an encoding that is not
-    ASCII-compatible) are parsed whole."""
+    file's size. Gzip text is decompressed as it is read. Files no cut can split (Parquet,
+    an encoding that is not ASCII-compatible) are parsed whole."""
     landing = landing or LandingFormat()
     fmt = landing.kind_of(name)
+    chunks = iter(chunks)
+    gzipped = name.lower().endswith(".gz")
+    if gzipped:
+        start = _start_of(chunks)
+        chunks = itertools.chain([start], chunks)
+        gzipped = start.startswith(GZIP_MAGIC)  # else: not gzip data, as `parse_file` says
     if (
         fmt not in ("csv", "tsv", "jsonl")
-        or name.lower().endswith(".gz")
         or landing.encoding.lower() not in ASCII_COMPATIBLE
+        or (name.lower().endswith(".gz") and not gzipped)
     ):
         yield parse_file(name, b"".join(chunks), columns, landing, optional)
         return
+    text = Gunzipped(chunks) if gzipped else chunks
     with_header = fmt != "jsonl" and landing.header
     header, header_lines, noted = b"", 0, set()
-    for block in record_blocks(chunks, landing.quotechar if fmt != "jsonl" else None,
+    for block in record_blocks(text, landing.quotechar if fmt != "jsonl" else None,
                                block_bytes):  # fmt: skip
-        parsed = parse_file(name, header + block.data, columns, landing, optional)
+        parsed = _parse_data(fmt, header + block.data, columns, landing, optional)
         if with_header and not header:
             header, header_lines = _header_of(block.data, landing.encoding)
             shift = block.first_line - 1
@@ -188,6 +204,16 @@ def parse_in_blocks(
         noted.update(new_notes)
         parsed.notes = new_notes
         yield _shifted(parsed, shift) if shift else parsed
+    if gzipped and text.truncated:
+        yield text.cut_short()
+
+
+def _start_of(chunks: Iterator[bytes]) -> bytes:
+    """The first bytes of `chunks` (at least two, unless the file is shorter)."""
+    start = b""
+    while len(start) < len(GZIP_MAGIC) and (chunk := next(chunks, None)) is not None:
+        start += chunk
+    return start
 
 
 def _header_of(data: bytes, encoding: str) -> tuple[bytes, int]:
@@ -234,21 +260,79 @@ def _without_issues(table: pa.Table, allowed: Sequence[str]) -> pa.Table:
 
 
 GZIP_MAGIC = b"\x1f\x8b"
+GZIP_SLICE = 64 * 2**10
 
 
 def gunzip(data: bytes) -> tuple[bytes, str | None]:
     """Decompressed bytes (all members) and a note if the stream is cut short or corrupt."""
-    out, rest = [], data
-    while rest:
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out.append(decompressor.decompress(rest))
-        except zlib.error as error:
-            return b"".join(out), f"truncated gzip stream: corrupt data ({error})"
-        if not decompressor.eof:
-            return b"".join(out), f"truncated gzip stream after {len(data)} compressed bytes"
-        rest = decompressor.unused_data
-    return b"".join(out), None
+    stream = Gunzipped([data])
+    return b"".join(stream) + stream.tail, stream.truncated
+
+
+class Gunzipped:
+    """The decompressed bytes of a gzip stream (all members) read in `chunks`, a piece of
+    at most `BLOCK_BYTES` at a time. When the stream is cut short or corrupt, what follows
+    its last line break is not given: `truncated` says why, `tail` holds that cut line and
+    `cut_short()` reports both, as `parse_file` does for a whole file. The stream is
+    decompressed `GZIP_SLICE` compressed bytes at a time, however it was read: zlib drops
+    what a call decompressed before it met corrupt data, so a corrupt stream loses the
+    same lines, a slice's worth at most, read whole or in pieces."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.chunks = chunks
+        self.compressed = 0
+        self.truncated: str | None = None
+        self.tail = b""
+        self.line_breaks = 0  # in the bytes given
+
+    def __iter__(self) -> Iterator[bytes]:
+        member, held = None, b""
+        for piece in self._slices():
+            while piece:
+                member = member or zlib.decompressobj(16 + zlib.MAX_WBITS)
+                try:
+                    out = member.decompress(piece, BLOCK_BYTES)
+                except zlib.error as error:
+                    self.truncated = f"truncated gzip stream: corrupt data ({error})"
+                    break
+                piece = member.unused_data if member.eof else member.unconsumed_tail
+                member = None if member.eof else member
+                ends = held + out
+                cut = ends.rfind(b"\n") + 1
+                held = ends[cut:]
+                if cut:
+                    self.line_breaks += occurrences(ends, b"\n", 0, cut)
+                    yield ends[:cut]
+            if self.truncated:
+                break
+        if member is not None and not self.truncated:
+            self.truncated = f"truncated gzip stream after {self.compressed} compressed bytes"
+        if self.truncated:
+            self.tail = held
+        elif held:
+            yield held
+
+    def _slices(self) -> Iterator[bytes]:
+        carry = b""
+        for chunk in self.chunks:
+            self.compressed += len(chunk)
+            data = carry + chunk if carry else chunk
+            whole = len(data) - len(data) % GZIP_SLICE
+            for start in range(0, whole, GZIP_SLICE):
+                yield data[start : start + GZIP_SLICE]
+            carry = data[whole:]
+        if carry:
+            yield carry
+
+    def cut_short(self) -> ParsedFile:
+        """The truncation as a note and a reject of the file, and the line it cut as a
+        reject of its own."""
+        rejects = [Reject(None, None, self.truncated)]
+        if self.tail.strip():
+            rejects.append(
+                Reject(self.line_breaks + 1, _raw_text(self.tail), "incomplete last line")
+            )
+        return ParsedFile(rejects=rejects, notes=[self.truncated])
 
 
 def _decoded_lines(data: bytes, encoding: str) -> Iterator[tuple[int, str | None, bytes]]:

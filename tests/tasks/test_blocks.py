@@ -57,7 +57,7 @@ def _whole_and_in_blocks(name: str, data: bytes, landing=None):
 
 
 def _records(parsed) -> list[dict]:
-    return [row for piece in parsed for row in piece.table.to_pylist()] if parsed else []
+    return [row for piece in parsed if piece.table is not None for row in piece.table.to_pylist()]
 
 
 @pytest.mark.parametrize(
@@ -100,9 +100,61 @@ def test_an_unbalanced_quote_loses_no_line_and_later_blocks_read_normally():
     ).items()  # blocks after the broken one are read as records again
 
 
-def test_gzip_and_parquet_are_parsed_whole():
+def test_parquet_is_parsed_whole():
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"a": ["1", "2"], "b": ["x", "y"], "c": ["3", "4"]}), sink)
+    data = sink.getvalue()
+    (piece,) = parse_in_blocks("x.parquet", _in_pieces(data, 100), COLUMNS, block_bytes=64)
+    assert piece.record_count == 2
+
+
+def test_gzip_text_is_decompressed_and_parsed_in_blocks_as_it_is_read():
     import gzip
 
-    data = gzip.compress(MIXED)
-    (piece,) = parse_in_blocks("x.csv.gz", _in_pieces(data, 100), COLUMNS, block_bytes=64)
-    assert piece.record_count == parse_file("x.csv.gz", data, COLUMNS).record_count
+    members = gzip.compress(MIXED[:700]) + gzip.compress(MIXED[700:])  # two members
+    whole, pieces = _whole_and_in_blocks("mixed.csv.gz", members)
+    assert len(pieces) > 3
+    assert (
+        _records(pieces)
+        == whole.table.to_pylist()
+        == parse_file("x.csv", MIXED, COLUMNS).table.to_pylist()
+    )
+    assert [r for piece in pieces for r in piece.rejects] == whole.rejects
+
+
+@pytest.mark.parametrize("cut", ["truncated", "corrupt"])
+def test_a_gzip_stream_cut_short_keeps_what_it_read_in_blocks_as_whole(cut):
+    import gzip
+    import random
+
+    from tasks.parsing import GZIP_SLICE
+
+    numbers = random.Random(5)
+    lines = [b"%d,%d,%d" % (n, numbers.getrandbits(40), n) for n in range(60_000)]
+    data = gzip.compress(b"a,b,c\n" + b"\n".join(lines) + b"\n")
+    at = len(data) * 2 // 3
+    assert at > 2 * GZIP_SLICE  # slices of lines decompressed before the cut
+    data = data[:at] if cut == "truncated" else data[:at] + b"\x00" * 40 + data[at + 40 :]
+    whole = parse_file("x.csv.gz", data, COLUMNS)
+    pieces = list(parse_in_blocks("x.csv.gz", _in_pieces(data, 4099), COLUMNS,
+                                  block_bytes=2**16))  # fmt: skip
+    assert len(pieces) > 3 and whole.record_count > 20_000
+    cut_notes = [note for piece in pieces for note in piece.notes if "gzip" in note]
+    assert cut_notes == [note for note in whole.notes if "gzip" in note]
+    assert cut_notes[0].startswith("truncated gzip stream")
+    if cut == "truncated":  # (corrupt data may decompress to garbage first: no such claim)
+        assert _records(pieces) == whole.table.to_pylist()
+        assert [r for piece in pieces for r in piece.rejects] == whole.rejects
+        assert whole.rejects[-1].error == "incomplete last line"
+    else:
+        assert _records(pieces)[:20_000] == whole.table.to_pylist()[:20_000]
+
+
+def test_a_file_named_gz_that_is_not_gzip_is_unreadable_in_blocks_too():
+    (piece,) = parse_in_blocks("x.csv.gz", _in_pieces(MIXED, 1), COLUMNS, block_bytes=64)
+    assert piece.unreadable.startswith("x.csv.gz: not gzip data")
