@@ -13,7 +13,7 @@ from tasks import step
 from tasks.blocks import BLOCK_BYTES
 from tasks.lake import Lake, StagedFile, StagingWriter
 from tasks.landing import FileContent
-from tasks.parsing import parse_in_blocks
+from tasks.parsing import ParsedFile, parse_in_blocks, parse_parquet_in_batches
 from tasks.storage import LOCAL, Store
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -89,8 +89,7 @@ def partition_blocks(
     now, block_bytes = datetime.now(UTC), block_bytes or BLOCK_BYTES
     for content in contents:
         records, rejected, notes, unreadable = 0, 0, [], None
-        for parsed in parse_in_blocks(content.file.name, content.chunks(store, block_bytes),
-                                      columns, landing, optional, block_bytes):  # fmt: skip
+        for parsed in _parsed_pieces(content, columns, landing, optional, store, block_bytes):
             if parsed.unreadable:
                 unreadable = parsed.unreadable
                 continue
@@ -109,6 +108,25 @@ def partition_blocks(
             files=[receipt | ({"error": unreadable} if unreadable else {})],
             unreadable=[unreadable] if unreadable else [],
         )
+
+
+def _parsed_pieces(
+    content: FileContent,
+    columns: Sequence[str],
+    landing: LandingFormat | None,
+    optional: Sequence[str],
+    store: Store,
+    block_bytes: int,
+) -> Iterator[ParsedFile]:
+    """A landed file parsed a piece at a time: text in blocks of whole records, a Parquet
+    file larger than a block by batches of rows read from the store."""
+    kind = (landing or LandingFormat()).kind_of(content.file.name)
+    if kind == "parquet" and content.data is None:
+        with store.open(content.file.uri, "rb") as handle:
+            yield from parse_parquet_in_batches(handle, columns, landing, optional)
+        return
+    yield from parse_in_blocks(content.file.name, content.chunks(store, block_bytes), columns,
+                               landing, optional, block_bytes)  # fmt: skip
 
 
 def build_partition(

@@ -18,6 +18,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -154,6 +155,11 @@ def _parse_data(
         parsed = parse_jsonl(data, columns, landing)
     else:
         parsed = parse_parquet(data, columns, landing)
+    return _with_optional(parsed, optional)
+
+
+def _with_optional(parsed: ParsedFile, optional: Sequence[str]) -> ParsedFile:
+    """`parsed` without the issues of the `optional` columns it lacks."""
     if parsed.table is not None and optional:
         parsed.table = _without_issues(parsed.table, missing_column_issues(optional))
     return parsed
@@ -678,15 +684,52 @@ def parse_parquet(
     data: bytes, columns: Sequence[str], landing: LandingFormat | None = None
 ) -> ParsedFile:
     """A Parquet file; every column is read back as text. A corrupt file is one reject."""
-    aliases = (landing or LandingFormat()).aliases
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as error:
         return ParsedFile(rejects=[Reject(None, None, f"unreadable Parquet file: {error}")])
+    return _parquet_rows(table, columns, landing or LandingFormat(), first_line=1)
+
+
+PARQUET_BATCH_ROWS = 1 << 17
+"""Rows of a Parquet file read at once when it is read in batches."""
+
+
+def parse_parquet_in_batches(
+    handle: BinaryIO,
+    columns: Sequence[str],
+    landing: LandingFormat | None = None,
+    optional: Sequence[str] = (),
+    batch_rows: int = PARQUET_BATCH_ROWS,
+) -> Iterator[ParsedFile]:
+    """`parse_parquet` of a Parquet file open for reading, `batch_rows` rows at a time:
+    memory holds a batch, whatever the file's size. Its rows keep their place in the file
+    (`_line`); a file that stops reading is one reject, after the rows read before."""
+    landing, first_line = landing or LandingFormat(), 1
+    try:
+        file = pq.ParquetFile(handle)
+        for batch in file.iter_batches(batch_size=batch_rows):
+            parsed = _parquet_rows(pa.Table.from_batches([batch]), columns, landing, first_line)
+            parsed.notes = parsed.notes if first_line == 1 else []
+            first_line += batch.num_rows
+            yield _with_optional(parsed, optional)
+        if first_line == 1:  # no row: the file's columns still count
+            yield _with_optional(
+                _parquet_rows(file.schema_arrow.empty_table(), columns, landing, 1), optional
+            )
+    except (pa.ArrowException, OSError) as error:
+        yield ParsedFile(rejects=[Reject(None, None, f"unreadable Parquet file: {error}")])
+
+
+def _parquet_rows(
+    table: pa.Table, columns: Sequence[str], landing: LandingFormat, first_line: int
+) -> ParsedFile:
+    """Rows of a Parquet file, the first at row `first_line` of it, every column as text."""
+    aliases = landing.aliases
     texts = {aliases.get(name, name): _as_texts(table.column(name)) for name in table.column_names}
     missing = [name for name in columns if name not in texts]
     parsed = ParsedFile(notes=[f"missing columns {missing}"] if missing else [])
     rows = pa.table(texts) if texts else pa.table({})
-    lines = pa.array(range(1, table.num_rows + 1), pa.int64())
+    lines = pa.array(range(first_line, first_line + table.num_rows), pa.int64())
     parsed.table = _as_records(rows, lines, columns, missing)
     return parsed

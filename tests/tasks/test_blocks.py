@@ -158,3 +158,35 @@ def test_a_gzip_stream_cut_short_keeps_what_it_read_in_blocks_as_whole(cut):
 def test_a_file_named_gz_that_is_not_gzip_is_unreadable_in_blocks_too():
     (piece,) = parse_in_blocks("x.csv.gz", _in_pieces(MIXED, 1), COLUMNS, block_bytes=64)
     assert piece.unreadable.startswith("x.csv.gz: not gzip data")
+
+
+@pytest.mark.parametrize("rows", [0, 1, 1000])
+def test_a_parquet_file_read_in_batches_is_the_file_read_whole(rows):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks.parsing import parse_parquet_in_batches
+
+    sink = io.BytesIO()
+    table = pa.table({"a": [str(n) for n in range(rows)], "c": list(range(rows))})  # no b
+    pq.write_table(table, sink, row_group_size=300)
+    whole = parse_file("x.parquet", sink.getvalue(), COLUMNS)
+    pieces = list(parse_parquet_in_batches(io.BytesIO(sink.getvalue()), COLUMNS, batch_rows=128))
+    assert len(pieces) >= max(1, rows // 128)  # a batch at a time
+    assert _records(pieces) == whole.table.to_pylist()
+    assert (
+        [note for piece in pieces for note in piece.notes]
+        == whole.notes
+        == ["missing columns ['b']"]
+    )
+
+
+def test_a_parquet_file_that_does_not_read_is_one_reject_in_batches_too():
+    import io
+
+    from tasks.parsing import parse_parquet_in_batches
+
+    (piece,) = parse_parquet_in_batches(io.BytesIO(b"PAR1 not really"), COLUMNS)
+    assert piece.table is None and piece.rejects[0].error.startswith("unreadable Parquet file")

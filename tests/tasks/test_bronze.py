@@ -130,3 +130,24 @@ def test_a_day_staged_block_by_block_is_the_day_built_whole_in_one_commit(tmp_pa
         )
         assert versions[table] == lake.version(table, "t") == 1  # created, then one commit
     assert staged.files == whole.files
+
+
+def test_a_parquet_file_larger_than_a_block_is_read_from_the_store_in_batches(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks import parsing
+    from tasks.bronze import partition_blocks
+
+    path = tmp_path / "x.parquet"
+    rows = 3 * parsing.PARQUET_BATCH_ROWS + 5
+    pq.write_table(pa.table({"a": [str(n) for n in range(rows)], "b": ["y"] * rows}), path)
+    data = path.read_bytes()
+    file = LandedFile(str(path), "x.parquet", len(data))
+    not_read = FileContent(file, None, hashlib.sha256(data).hexdigest())  # larger than a block
+    blocks = list(partition_blocks([not_read], "t", COLUMNS, DS, "run-1", LandingFormat()))
+    bronze = [block.bronze for block in blocks if block.bronze.num_rows]
+    assert len(bronze) == 4 and sum(table.num_rows for table in bronze) == rows
+    lines = pa.concat_tables(bronze).column("_line").to_pylist()
+    assert lines == list(range(1, rows + 1))
+    assert blocks[-1].files[0]["records"] == rows and not blocks[-1].files[0]["notes"]
