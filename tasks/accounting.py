@@ -51,8 +51,12 @@ class _Ids:
         arrays = list(ids.values())
         if len({rows.type for rows in arrays}) > 1:  # e.g. an empty table's plain strings
             arrays = [rows.cast(pa.large_string()) for rows in arrays]
-        encoded = pa.concat_arrays(arrays).dictionary_encode()
-        codes, distinct = encoded.indices.to_numpy(), len(encoded.dictionary)
+        # one memo for every chunk: the chunks share the final dictionary (no copy of the ids)
+        encoded = pa.chunked_array(arrays, arrays[0].type).dictionary_encode()
+        codes = np.concatenate(
+            [np.zeros(0, np.int32)] + [chunk.indices.to_numpy() for chunk in encoded.chunks]
+        )
+        distinct = len(encoded.chunks[0].dictionary) if encoded.num_chunks else 0
         self.held: dict[str, np.ndarray] = {}
         start = 0
         for table, size in self.sizes.items():
