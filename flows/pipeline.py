@@ -85,8 +85,6 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             scored = {"scored": recorded["rows_out"], "model_version": recorded["model_version"]}
             scored["models"] = {}  # no challenger scored by this run: no shadow day
         champion = scored["model_version"]  # what the day was scored with
-        # counted while the monitor runs: neither reads a table the other writes
-        counting = count_rows.submit(lake, dataset, ds, landed, champion)
         if "monitor" in todo:
             monitored = monitor(dataset, ds, champion)
         else:
@@ -94,7 +92,7 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             monitored = {"verdict": recorded["verdict"], "report": recorded["report"]}
         challenger = _role(scored["models"], "challenger")
         shadowed = shadow(dataset, ds, champion, challenger) if challenger else None
-        account = counting.result()
+        account = count_rows(lake, dataset, ds, landed, champion)
         publish_markdown(
             stage_summary_markdown(dataset, ds, day_stages(lake, dataset, ds), account.as_dict()),
             key=artifact_key(f"summary-{dataset}-{ds}"),
