@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
@@ -96,13 +96,7 @@ def _typed_and_checked(
     if cast.invalid.any():
         failures.append((f"{name}: not a valid {kind}", cast.invalid & ~cast.beyond))
         failures.append((f"{name}: beyond the 64-bit integers", cast.invalid & cast.beyond))
-    converted = []
-
-    def series() -> pd.Series:
-        if not converted:
-            converted.append(_as_pandas(values))
-        return converted[0]
-
+    series = cache(lambda: _as_pandas(values))  # converted once, where a check reads it
     failures.extend(column_failures(name, values, column, series))
     return _Column(name, values, failures, series() if for_pandas else None)
 
@@ -113,16 +107,13 @@ def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> Valid
     if isinstance(bronze, pd.DataFrame):
         bronze = pa.Table.from_pandas(bronze, preserve_index=False)
     schema, null_tokens = dataset.schema.to_schema(), dataset.landing.null_tokens
+
+    def typed_and_checked(name: str) -> _Column:
+        return _typed_and_checked(bronze.column(name), name, schema.columns[name], null_tokens,
+                                  for_pandas=bool(schema.checks))  # fmt: skip
+
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # Arrow computes outside the GIL
-        columns = list(
-            pool.map(
-                lambda name: _typed_and_checked(
-                    bronze.column(name), name, schema.columns[name], null_tokens,
-                    for_pandas=bool(schema.checks),
-                ),
-                dataset.columns,
-            )
-        )  # fmt: skip
+        columns = list(pool.map(typed_and_checked, dataset.columns))
     typed = pa.table({column.name: column.values for column in columns})
     failures = [failure for column in columns for failure in column.failures]
     failures.extend(_file_issues(bronze))
@@ -134,7 +125,7 @@ def split_valid_rows(bronze: pa.Table | pd.DataFrame, dataset: Dataset) -> Valid
     silver = typed
     for name in LINEAGE:
         silver = silver.append_column(name, bronze.column(name))
-    if failures:  # else every row is silver as it is
+    if failed.any():  # else every row is silver as it is
         silver, quarantine = _rows_where(silver, ~failed), _rows_where(bronze, failed)
     else:
         quarantine = bronze.slice(0, 0)
