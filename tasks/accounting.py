@@ -33,26 +33,26 @@ class RowAccount:
         return asdict(self)
 
 
-def _row_ids(lake: Lake, table: str, dataset: str, where: dict[str, str]) -> pa.Array:
+def _row_ids(lake: Lake, table: str, dataset: str, where: dict[str, str]) -> pa.ChunkedArray:
     """The row ids of a slice, as Arrow (a day of 10M rows as Python strings held 1.5 GB
     a table)."""
     if lake.version(table, dataset) is None:
-        return pa.array([], pa.string())
-    ids = lake.read(table, dataset, where=where, columns=["_row_id"]).column("_row_id")
-    return ids.combine_chunks() if ids.num_chunks else pa.array([], ids.type)
+        return pa.chunked_array([], pa.string())
+    return lake.read(table, dataset, where=where, columns=["_row_id"]).column("_row_id")
 
 
 class _Ids:
     """Each table's row ids as the numbers of one dictionary of every id (one hash pass
     over all of them; the checks are then counts): per table, which ids it holds."""
 
-    def __init__(self, ids: dict[str, pa.Array]):
+    def __init__(self, ids: dict[str, pa.ChunkedArray]):
         self.sizes = {table: len(rows) for table, rows in ids.items()}
-        arrays = list(ids.values())
-        if len({rows.type for rows in arrays}) > 1:  # e.g. an empty table's plain strings
-            arrays = [rows.cast(pa.large_string()) for rows in arrays]
+        tables = list(ids.values())
+        if len({rows.type for rows in tables}) > 1:  # e.g. an empty table's plain strings
+            tables = [rows.cast(pa.large_string()) for rows in tables]
+        chunks = [chunk for rows in tables for chunk in rows.chunks]
         # one memo for every chunk: the chunks share the final dictionary (no copy of the ids)
-        encoded = pa.chunked_array(arrays, arrays[0].type).dictionary_encode()
+        encoded = pa.chunked_array(chunks, tables[0].type).dictionary_encode()
         codes = np.concatenate(
             [np.zeros(0, np.int32)] + [chunk.indices.to_numpy() for chunk in encoded.chunks]
         )
