@@ -116,8 +116,7 @@ def parse_file(
             unreadable=f"{name}: undeclared file kind ({len(data):,} bytes); declare its "
             f"suffix in the dataset's LandingFormat.kinds"
         )
-    notes: list[str] = []
-    cut_short: list[Reject] = []
+    cut_short = ParsedFile()
     if name.lower().endswith(".gz"):
         if data and not data.startswith(GZIP_MAGIC):
             return ParsedFile(
@@ -125,21 +124,14 @@ def parse_file(
                 f"{data[:24].decode('utf-8', 'replace')!r}); recompress it, or land it "
                 "without .gz"
             )
-        data, truncated = gunzip(data)
-        if truncated:
-            notes.append(truncated)
-            cut_short.append(Reject(None, None, truncated))
-            # The bytes after the last newline are a row cut mid-value: never trust them.
-            end = data.rfind(b"\n") + 1
-            data, tail = data[:end], data[end:]
-            if tail.strip():
-                line = data.count(b"\n") + 1
-                cut_short.append(Reject(line, _raw_text(tail), "incomplete last line"))
+        stream = Gunzipped([data])
+        data = b"".join(stream)  # a cut stream stops at its last line break
+        cut_short = stream.cut_short() if stream.truncated else cut_short
     if fmt not in ("csv", "tsv", "jsonl", "parquet"):
         return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
     parsed = _parse_data(fmt, data, columns, landing, optional)
-    parsed.notes = notes + parsed.notes
-    parsed.rejects.extend(cut_short)
+    parsed.notes = cut_short.notes + parsed.notes
+    parsed.rejects.extend(cut_short.rejects)
     return parsed
 
 
@@ -180,16 +172,16 @@ def parse_in_blocks(
     an encoding that is not ASCII-compatible) are parsed whole."""
     landing = landing or LandingFormat()
     fmt = landing.kind_of(name)
-    chunks = iter(chunks)
-    gzipped = name.lower().endswith(".gz")
-    if gzipped:
+    chunks, gzipped, not_gzip = iter(chunks), False, False
+    if name.lower().endswith(".gz"):
         start = _start_of(chunks)
         chunks = itertools.chain([start], chunks)
-        gzipped = start.startswith(GZIP_MAGIC)  # else: not gzip data, as `parse_file` says
+        gzipped = start.startswith(GZIP_MAGIC)
+        not_gzip = not gzipped  # `parse_file` names it unreadable
     if (
         fmt not in ("csv", "tsv", "jsonl")
         or landing.encoding.lower() not in ASCII_COMPATIBLE
-        or (name.lower().endswith(".gz") and not gzipped)
+        or not_gzip
     ):
         yield parse_file(name, b"".join(chunks), columns, landing, optional)
         return
@@ -269,17 +261,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 GZIP_SLICE = 64 * 2**10
 
 
-def gunzip(data: bytes) -> tuple[bytes, str | None]:
-    """Decompressed bytes (all members) and a note if the stream is cut short or corrupt."""
-    stream = Gunzipped([data])
-    return b"".join(stream) + stream.tail, stream.truncated
-
-
 class Gunzipped:
     """The decompressed bytes of a gzip stream (all members) read in `chunks`, a piece of
     at most `BLOCK_BYTES` at a time. When the stream is cut short or corrupt, what follows
-    its last line break is not given: `truncated` says why, `tail` holds that cut line and
-    `cut_short()` reports both, as `parse_file` does for a whole file. The stream is
+    its last line break is not given (a row cut mid-value is never trusted): `truncated`
+    says why, `tail` holds that cut line and `cut_short()` reports both. The stream is
     decompressed `GZIP_SLICE` compressed bytes at a time, however it was read: zlib drops
     what a call decompressed before it met corrupt data, so a corrupt stream loses the
     same lines, a slice's worth at most, read whole or in pieces."""
