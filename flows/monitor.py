@@ -34,14 +34,15 @@ from reports.policy import DayAssessment, Verdict
 from tasks.ledger import ledger_stage
 from tasks.monitoring import (
     assess_bias,
-    assess_drift,
     decide_day,
     decision_metric_rows,
+    drift_inputs,
     fairness_summary,
     full_data_drift,
     load_scored_day,
     metrics_history,
     recorded_assessments,
+    report_sample_drift,
     report_url,
     save_drift_report,
     save_pages,
@@ -75,12 +76,20 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
             entry.verdict = "no-data"
             entry.details = {"reasons": ["no silver rows to compare on this day"]}
             return {"verdict": "no-data", "report": None, "reasons": entry.details["reasons"]}
-        sample, sample_drift = assess_drift(
-            reference, current, spec.roles, policy, settings.monitor_max_rows
-        )
         # the verdict is the full-data drift's (every row, from the score step's histograms);
-        # Evidently's report of a sample is the readable one (models without a profile: both)
-        result = full_data_drift(lake, registry, dataset, ds, model_version) or sample
+        # Evidently's report of a sample is the readable one (models without a profile: both),
+        # built where the task runner puts it (the pipeline's: a Dask worker) meanwhile
+        max_rows = settings.monitor_max_rows
+        evidently_report = report_sample_drift.submit(
+            drift_inputs(reference, spec.roles, max_rows),
+            drift_inputs(current, spec.roles, max_rows),
+            spec.roles,
+            policy,
+            max_rows,
+        )
+        result = full_data_drift(lake, registry, dataset, ds, model_version) or (
+            evidently_report.result().result
+        )
         drift = decide(result, policy)
         bias = assess_bias(current, reference, spec, settings.fairness_policy_for(dataset))
         breaches = bias.breach_lines() if bias else ()
@@ -91,9 +100,8 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         else:
             today = decide_day(lake, dataset, today, settings.retrain_policy_for(dataset))
         reasons = [*today.reasons, *drift.reasons]
-        evidently = save_drift_report(
-            settings.reports_uri, dataset, ds, sample, sample_drift, store
-        )
+        sample = evidently_report.result()
+        evidently = save_drift_report(settings.reports_uri, dataset, ds, sample, store)
         quality = quality_metric_rows(
             dataset, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
         )
@@ -125,7 +133,7 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
                 "decision": asdict(today),
                 "drift": [asdict(column) for column in result.columns],
                 "drift_rows": {"current": result.current_rows, "reference": result.reference_rows},
-                "evidently_sample_rows": sample.current_rows,
+                "evidently_sample_rows": sample.result.current_rows,
                 "quality": quality_values,
                 "fairness": bias.day.to_json() if bias else None,
                 "evidently_report": evidently["html"],

@@ -36,7 +36,7 @@ from reports import (
 )
 from tasks.accounting import check_accounting, count_rows
 from tasks.backfill import PIPELINE_STAGES, with_dependents
-from tasks.cluster import dask_task_runner
+from tasks.cluster import dask_task_runner, report_task_runner
 from tasks.concurrency import scoring_slot
 from tasks.ledger import day_stages, ledger_stage
 from tasks.registry import champion_version
@@ -72,12 +72,13 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             validate(dataset, ds)
         else:
             _reused(lake, dataset, ds, "validate")
+        address = dask_address_of(settings)
         if "score" in todo:
             if champion_version(registry_of(settings), dataset) is None:
                 train(dataset, [ds])
-            if "monitor" in todo:  # imported while the Dask workers score
-                import_evidently_in_background()
-            runner = dask_task_runner(dask_address_of(settings), cluster_spec_of(settings))
+            if "monitor" in todo and not address:  # its report is built in this process:
+                import_evidently_in_background()  # imported while the Dask workers score
+            runner = dask_task_runner(address, cluster_spec_of(settings))
             with scoring_slot(backfill=backfill_of_run() is not None):
                 scored = score.with_options(task_runner=runner)(dataset, ds)
         else:
@@ -86,7 +87,9 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             scored["models"] = {}  # no challenger scored by this run: no shadow day
         champion = scored["model_version"]  # what the day was scored with
         if "monitor" in todo:
-            monitored = monitor(dataset, ds, champion)
+            monitored = monitor.with_options(task_runner=report_task_runner(address))(
+                dataset, ds, champion
+            )
         else:
             recorded = _reused(lake, dataset, ds, "monitor")
             monitored = {"verdict": recorded["verdict"], "report": recorded["report"]}

@@ -13,7 +13,7 @@ from reports.artifacts import (
     emit_retrain_request,
     publish_markdown,
 )
-from reports.drift import MISSING, build_drift_report, import_evidently_in_background
+from reports.drift import MISSING, build_drift_report, drift_sample, import_evidently_in_background
 from reports.fairness import (
     Disparity,
     FairnessPolicy,
@@ -71,6 +71,7 @@ __all__ = [
     "Verdict",
     "artifact_key",
     "build_drift_report",
+    "drift_sample",
     "import_evidently_in_background",
     "decide",
     "drift_metric_rows",

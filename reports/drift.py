@@ -84,6 +84,14 @@ def build_drift_report(
     )
 
 
+def drift_sample(frame: pd.DataFrame, max_rows: int | None, seed: int = 0) -> pd.DataFrame:
+    """The rows of `frame` a drift report is computed on: at most `max_rows`, drawn seeded
+    (a sample of the sample is itself)."""
+    if max_rows is not None and len(frame) > max_rows:
+        return frame.sample(n=max_rows, random_state=seed)
+    return frame
+
+
 def _numeric_columns(
     numeric: Sequence[str], categorical: Sequence[str], score_column: str | None
 ) -> list[str]:
@@ -109,8 +117,7 @@ def _prepare(
         raise ValueError(f"{side} data lacks columns {missing}")
     if frame.empty:
         raise ValueError(f"{side} data has no rows")
-    if max_rows is not None and len(frame) > max_rows:
-        frame = frame.sample(n=max_rows, random_state=seed)
+    frame = drift_sample(frame, max_rows, seed)
     prepared = {c: _as_float(frame[c], c, side) for c in numeric}
     prepared |= {c: _as_category(frame[c]) for c in categorical}
     return pd.DataFrame(prepared, index=pd.RangeIndex(len(frame)))

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from distributed.diagnostics.plugin import WorkerPlugin
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from tasks import step
@@ -119,14 +121,38 @@ def dask_task_runner(address: str | None, spec: ClusterSpec) -> DaskTaskRunner:
     return DaskTaskRunner(cluster_class=cluster_class, cluster_kwargs=kwargs)
 
 
+def report_task_runner(address: str | None) -> TaskRunner:
+    """Runs a monitor's report tasks on the cluster at `address`, whose workers keep
+    Evidently imported from one run to the next; without one, on this process's threads
+    (a cluster started for one report would cost more than the report)."""
+    return DaskTaskRunner(address=address) if address else ThreadPoolTaskRunner()
+
+
+class ImportEvidentlyOnStart(WorkerPlugin):
+    """Each worker imports Evidently on a thread as it starts (about 9 s of Python), so
+    that the monitor's drift report, built on a worker, does not wait for it."""
+
+    name = "tidewater-import-evidently"
+
+    def setup(self, worker) -> None:
+        from reports.drift import import_evidently_in_background
+
+        import_evidently_in_background()
+
+
 @contextmanager
 def local_cluster(spec: ClusterSpec) -> Iterator[str]:
-    """A local cluster that outlives many flow runs; yields its scheduler address."""
+    """A local cluster that outlives many flow runs, its workers importing Evidently as
+    they start; yields its scheduler address."""
     import importlib
+
+    from distributed import Client
 
     cluster_class, kwargs = cluster_class_and_kwargs(spec)
     module, name = cluster_class.rsplit(".", 1)
     cluster = getattr(importlib.import_module(module), name)(**kwargs)
+    with Client(cluster) as client:
+        client.register_plugin(ImportEvidentlyOnStart())
     try:
         yield cluster.scheduler_address
     finally:

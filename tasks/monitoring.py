@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from reports import (
     DriftResult,
     build_drift_report,
     decide,
+    drift_sample,
     render_html,
     render_json,
 )
@@ -97,15 +98,36 @@ def _needed(dataset: Dataset) -> dict[str, None]:
     return dict.fromkeys(["_row_id", *(c for c in dataset.columns if c not in text)])
 
 
+@dataclass(frozen=True)
+class SampleDrift:
+    """Evidently's drift of a sample of the day, the policy's verdict on it, and the report
+    rendered as HTML and JSON (the result carries no Evidently object)."""
+
+    result: DriftResult
+    decision: Decision
+    html: str
+    json: str
+
+
+def drift_inputs(frame: pd.DataFrame, roles: FeatureRoles, max_rows: int) -> pd.DataFrame:
+    """The columns and rows of `frame` that `report_sample_drift` reads: what is sent to the
+    worker that builds the report."""
+    columns = list(dict.fromkeys([*roles.numeric, *roles.categorical, "score"]))
+    return drift_sample(frame[[c for c in columns if c in frame.columns]], max_rows)
+
+
 @step
-def assess_drift(
+def report_sample_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     roles: FeatureRoles,
     policy: DriftPolicy,
     max_rows: int,
-) -> tuple[DriftResult, Decision]:
-    """Evidently drift of the features and score, and the policy's verdict on it."""
+) -> SampleDrift:
+    """Evidently drift of the features and score on at most `max_rows` rows of each side,
+    the policy's verdict, and the rendered report. The pipeline runs it on a Dask worker:
+    Evidently's import (about 9 s of Python) and report then cost the run's process
+    nothing, and a served cluster's workers import it once."""
     result = build_drift_report(
         reference,
         current,
@@ -114,7 +136,13 @@ def assess_drift(
         score_column="score",
         max_rows=max_rows,
     )
-    return result, decide(result, policy, score_column="score")
+    decision = decide(result, policy, score_column="score")
+    return SampleDrift(
+        replace(result, snapshot=None),
+        decision,
+        render_html(result),
+        render_json(result, decision),
+    )
 
 
 @step(retries=2)
@@ -206,19 +234,14 @@ def report_folder(reports_uri: str, dataset: str, ds: str) -> str:
 
 @step(retries=2)
 def save_drift_report(
-    reports_uri: str,
-    dataset: str,
-    ds: str,
-    result: DriftResult,
-    decision: Decision,
-    store: Store = LOCAL,
+    reports_uri: str, dataset: str, ds: str, report: SampleDrift, store: Store = LOCAL
 ) -> dict[str, str]:
     """Write `drift.html` and `drift.json` under `reports/{dataset}/{ds}/`; returns their URIs."""
     folder = report_folder(reports_uri, dataset, ds)
     fs, path = store.filesystem(folder)
     fs.makedirs(path, exist_ok=True)
     written = {}
-    for kind, text in (("html", render_html(result)), ("json", render_json(result, decision))):
+    for kind, text in (("html", report.html), ("json", report.json)):
         fs.pipe_file(f"{path}/drift.{kind}", text.encode())
         written[kind] = f"{folder}/drift.{kind}"
     return written
