@@ -18,8 +18,9 @@ MISSING = "(missing)"
 
 def import_evidently_in_background() -> threading.Thread:
     """Import Evidently on a daemon thread. Its first import is about 9 s of pure Python
-    (pydantic models built by the hundred); the pipeline starts it when the day is
-    handed to the Dask workers to score, so the monitor finds it imported."""
+    (pydantic models built by the hundred): Dask workers start it as they start, and a
+    pipeline without a cluster for its report while the day is scored, so that the drift
+    report finds it imported."""
     thread = threading.Thread(
         target=importlib.import_module, args=("evidently.metrics",), name="import-evidently",
         daemon=True,
