@@ -59,10 +59,13 @@ METRICS_SCHEMA = pa.schema(
 
 
 @step(retries=2)
-def load_scored_day(lake: Lake, dataset: Dataset, ds: str, model_version: str) -> pd.DataFrame:
-    """The day's silver rows with the model's `score`, the protected attributes (derived
-    ones added) and `label`: 1.0 / 0.0 where the label is known (from the labels feed, else
-    as landed), NaN where it is not yet."""
+def load_scored_day(
+    lake: Lake, dataset: Dataset, ds: str, model_version: str, *, row_ids: bool = False
+) -> pd.DataFrame:
+    """The day's scored silver rows, in silver's order, with the model's `score`, the
+    protected attributes (derived ones added) and `label`: 1.0 / 0.0 where the label is
+    known (from the labels feed, else as landed), NaN where it is not yet; `_row_id` only
+    with `row_ids`."""
     needed = list(_needed(dataset))
     text = [
         name
@@ -84,8 +87,13 @@ def load_scored_day(lake: Lake, dataset: Dataset, ds: str, model_version: str) -
     scored = pc.is_valid(position)
     silver = silver.unify_dictionaries().filter(scored)
     score = scores.column("score").take(pc.drop_null(position))
+    labels, _ = known_labels(lake, dataset)
+    if labels.empty and not row_ids:  # the ids find the feed's labels; without any, pandas
+        silver = silver.drop_columns(["_row_id"])  # need not hold them (10M: 0.8 GB of str)
     frame = silver.append_column("score", score).to_pandas()
-    frame, _ = attach_labels(frame, known_labels(lake, dataset)[0], dataset)
+    frame, _ = attach_labels(frame, labels, dataset)
+    if not row_ids:
+        frame = frame.drop(columns="_row_id", errors="ignore")
     known = frame[dataset.roles.target].notna().to_numpy()
     frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)
     return dataset.derive_protected(frame)
