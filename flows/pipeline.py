@@ -60,7 +60,6 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
     check_storage(settings)
     lake, run_id = lake_of(settings), current_run_id()
     todo = with_dependents(stages) if stages is not None else PIPELINE_STAGES
-    registry_of(settings).connect_in_background()  # while the day is ingested
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry, subflows_on_this_heartbeat():
         migrate_tables(lake, get_dataset(dataset), list(REBUILT_FROM))  # before any write
         if "ingest" in todo:

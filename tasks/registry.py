@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -182,17 +181,6 @@ class ModelRegistry:
     @property
     def client(self):
         return _client_for(self.tracking_uri)
-
-    def connect_in_background(self) -> None:
-        """Open the MLflow client on a daemon thread: MLflow's import and its store's schema
-        check are about 3 s of Python, overlapped so with other work; the first call that
-        needs the client waits for it."""
-
-        def connect() -> None:
-            with suppress(Exception):  # the call that needs the client raises it again
-                _client_for(self.tracking_uri)
-
-        threading.Thread(target=connect, name="mlflow-connect", daemon=True).start()
 
     def model_name(self, dataset: str) -> str:
         return f"{PREFIX}-{dataset}"
