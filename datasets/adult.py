@@ -186,11 +186,10 @@ ROLES = FeatureRoles(
 
 
 def derive_protected(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `df` with `age_band` (one of `AGE_BANDS`; missing where age is)."""
+    """A copy of `df` with `age_band`, a categorical of `AGE_BANDS` (missing where age is)."""
     age = pd.to_numeric(df["age"], errors="coerce").astype("float64")
-    band = pd.cut(age, bins=[-np.inf, 25, 35, 45, 60, np.inf], labels=list(AGE_BANDS))
     out = df.copy()
-    out["age_band"] = band.astype(object).where(band.notna(), None)
+    out["age_band"] = pd.cut(age, bins=[-np.inf, 25, 35, 45, 60, np.inf], labels=list(AGE_BANDS))
     return out
 
 

@@ -33,9 +33,11 @@ replicates lie beyond the estimate (near parity) the interval is widened to cont
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from itertools import combinations
@@ -252,19 +254,24 @@ def assess_fairness(
     codes: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
     for name in protected:
-        codes[name], values[name] = _factorize(frame[name].to_numpy(dtype=object)[scored])
+        codes[name], values[name] = _factorize(frame[name] if scored.all() else frame[name][scored])
 
     labelled = np.flatnonzero(label_state != _UNLABELLED)
     by_score = labelled[np.argsort(score[labelled], kind="stable")]  # once for every grouping
     groupings = [(a,) for a in protected] + list(combinations(protected, 2))
     groups: list[GroupMetrics] = []
     disparities: list[Disparity] = []
-    for attributes in groupings:
-        g, d = _assess_grouping(
+
+    def assess(attributes: tuple[str, ...]) -> tuple[list[GroupMetrics], list[Disparity]]:
+        return _assess_grouping(
             attributes, codes, values, decision, label_state, score, by_score, policy
         )
-        groups.extend(g)
-        disparities.extend(d)
+
+    # numpy's sorts and gathers release the GIL: groupings side by side on two threads
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for g, d in pool.map(assess, groupings):
+            groups.extend(g)
+            disparities.extend(d)
 
     return FairnessResult(
         groups=tuple(groups),
@@ -522,12 +529,16 @@ _LABEL_RATE_METRICS = {
 }
 
 
+_WARNING_FILTERS = threading.Lock()
+
+
 def _metric_frame(
     counts: np.ndarray, index: np.ndarray, metrics: dict[str, Any], *, labelled: bool
 ) -> MetricFrame:
     table = _cells(counts, index, labelled=labelled)
     weights = {"sample_weight": table["weight"].to_numpy()}
-    with warnings.catch_warnings():
+    # the warning filters are the process's: one thread at a time may swap them
+    with _WARNING_FILTERS, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns of one-class groups: those are withheld
         return MetricFrame(
             metrics=metrics,
@@ -808,12 +819,33 @@ def _label_state(frame: pd.DataFrame, label_column: str, scored: np.ndarray) -> 
     return state
 
 
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Codes and sorted group names of one protected column; nulls become `(missing)`."""
-    text = pd.Series(values, dtype=object)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        found = _factorize_text_categories(values)
+        if found is not None:
+            return found
+    text = pd.Series(values.to_numpy(dtype=object), dtype=object)
     text = text.where(text.notna(), MISSING_GROUP).astype(str)
     codes, uniques = pd.factorize(text, sort=True)
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _factorize_text_categories(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_factorize` of a categorical column of text from its codes, without a string per row
+    (10M rows: 0.1 s, not 3.5 s); None for other categories (their text is the values'),
+    or a category named `(missing)`."""
+    categories = values.cat.categories
+    if categories.inferred_type != "string" or MISSING_GROUP in categories:
+        return None
+    names = np.append(categories.to_numpy(dtype=object), MISSING_GROUP)
+    raw = values.cat.codes.to_numpy()
+    raw = np.where(raw < 0, len(names) - 1, raw)  # null: the last name, `(missing)`
+    present = np.flatnonzero(np.bincount(raw, minlength=len(names)))
+    ordered = present[np.argsort(names[present].astype(str), kind="stable")]
+    renumbered = np.empty(len(names), dtype=np.int64)
+    renumbered[ordered] = np.arange(len(ordered))
+    return renumbered[raw], names[ordered]
 
 
 def _denominator(g: GroupMetrics, name: str) -> int:

@@ -92,8 +92,8 @@ def load_scored_day(
         silver = silver.drop_columns(["_row_id"])  # need not hold them (10M: 0.8 GB of str)
     frame = silver.append_column("score", score).to_pandas()
     frame, _ = attach_labels(frame, labels, dataset)
-    if not row_ids:
-        frame = frame.drop(columns="_row_id", errors="ignore")
+    if not row_ids and "_row_id" in frame.columns:
+        frame = frame.drop(columns="_row_id")
     known = frame[dataset.roles.target].notna().to_numpy()
     frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)
     return dataset.derive_protected(frame)

@@ -322,6 +322,15 @@ def test_missing_values_are_their_own_group():
     assert sum(g.size for g in result.groups) == len(frame)
 
 
+def test_categorical_columns_give_the_groups_and_numbers_of_their_text(planted_frame):
+    frame = planted_frame.copy()
+    frame.loc[frame.index[:200], "race"] = None
+    categorical = frame.astype({name: "category" for name in PROTECTED})
+    categorical["race"] = categorical["race"].cat.add_categories(["unseen"])
+    categorical["age_band"] = pd.Categorical(frame["age_band"], categories=BANDS[::-1])
+    assert assess_fairness(categorical, PROTECTED, FAST) == assess_fairness(frame, PROTECTED, FAST)
+
+
 def test_metric_rows_long_format(planted):
     rows = fairness_metric_rows("adult", "2024-01-06", "v3", planted)
     for row in rows:
