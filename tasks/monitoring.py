@@ -81,7 +81,8 @@ def load_scored_day(
         columns=["_row_id", "score"],
     )
     if silver.num_rows == 0:
-        return pd.DataFrame(columns=[*needed, "score", "label"])
+        kept = [name for name in needed if row_ids or name != "_row_id"]
+        return pd.DataFrame(columns=[*kept, "score", "label"])
     # each silver row's score by hash lookup (Acero's join took 1.3 s a million rows)
     position = pc.index_in(silver.column("_row_id"), scores.column("_row_id").combine_chunks())
     scored = pc.is_valid(position)
