@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numba import njit, prange, types
-from numba.typed import List
+from numba import njit, prange
 
 from kernels.device import CudaTarget, cuda_target, resolve
 
@@ -69,17 +68,20 @@ def _common_length(numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]
 def _encode_cpu(
     numeric: Sequence[Any], categorical: Sequence[tuple[Any, Any]], n_rows: int
 ) -> np.ndarray:
-    # Typed lists hold writable arrays: read-only inputs (zero-copy Arrow buffers) are copied.
-    num = List.empty_list(types.float32[::1])
-    for col in numeric:
-        num.append(np.require(col, np.float32, ["C", "W"]))
-    codes = List.empty_list(types.int32[::1])
-    lookups = List.empty_list(types.int32[::1])
-    for c, lookup in categorical:
-        codes.append(np.require(c, np.int32, ["C", "W"]))
-        lookups.append(np.require(lookup, np.int32, ["C", "W"]))
+    # Plain arrays, not numba's typed lists: those compile on their first use in every
+    # process (about 1 s of each new Dask worker's first shard), arrays load from the cache.
+    num = np.empty((len(numeric), n_rows), np.float32)
+    for j, col in enumerate(numeric):
+        num[j] = col
+    codes = np.empty((len(categorical), n_rows), np.int32)
+    for j, (c, _) in enumerate(categorical):
+        codes[j] = c
+    lookup_ends = np.cumsum([len(lookup) for _, lookup in categorical], dtype=np.int64)
+    lookups = np.concatenate(
+        [np.zeros(0, np.int32), *(np.asarray(lookup, np.int32) for _, lookup in categorical)]
+    )
     out = np.empty((n_rows, len(numeric) + len(categorical)), np.float32)
-    bad = _encode_kernel(num, codes, lookups, out)
+    bad = _encode_kernel(num, codes, lookups, lookup_ends, out)
     if bad:
         raise ValueError(_invalid_message())
     return out
@@ -90,27 +92,27 @@ def _invalid_message() -> str:
 
 
 @njit(parallel=True, cache=True)
-def _encode_kernel(numeric, codes, lookups, out):
+def _encode_kernel(numeric, codes, lookups, lookup_ends, out):
+    """`numeric` (n_num, n_rows), `codes` (n_cat, n_rows); categorical j's lookup is
+    lookups[lookup_ends[j - 1]:lookup_ends[j]]."""
     n_rows, n_cols = out.shape
-    n_num = len(numeric)
+    n_num = numeric.shape[0]
     n_blocks = (n_rows + _ROW_BLOCK - 1) // _ROW_BLOCK
     bad = 0
     for blk in prange(n_blocks):
         r0 = blk * _ROW_BLOCK
         r1 = min(n_rows, r0 + _ROW_BLOCK)
         for j in range(n_num):
-            col = numeric[j]
             for i in range(r0, r1):
-                out[i, j] = col[i]
+                out[i, j] = numeric[j, i]
         for j in range(n_cols - n_num):
-            code_col = codes[j]
-            lookup = lookups[j]
-            size = lookup.shape[0]
+            start = lookup_ends[j - 1] if j > 0 else 0
+            size = lookup_ends[j] - start
             for i in range(r0, r1):
-                code = code_col[i]
+                code = codes[j, i]
                 v = np.float32(np.nan)
                 if 0 <= code < size:
-                    ident = lookup[code]
+                    ident = lookups[start + code]
                     if ident >= 0:
                         v = np.float32(ident)
                 elif code != -1:

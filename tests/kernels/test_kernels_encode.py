@@ -78,21 +78,15 @@ def test_matches_numpy_reference(device: str, spec) -> None:
 
 
 def test_cpu_kernel_writes_every_element() -> None:
-    from numba import types
-    from numba.typed import List
-
     from kernels.encode import _encode_kernel
 
     rng = np.random.default_rng(0)
     n = 10_001
-    num = List.empty_list(types.float32[::1])
-    num.append(rng.normal(size=n).astype(np.float32))
-    codes = List.empty_list(types.int32[::1])
-    lookups = List.empty_list(types.int32[::1])
-    codes.append(rng.integers(-1, 3, n).astype(np.int32))
-    lookups.append(np.array([2, -1, 0], np.int32))
+    num = rng.normal(size=(1, n)).astype(np.float32)
+    codes = rng.integers(-1, 3, (1, n)).astype(np.int32)
+    lookups, lookup_ends = np.array([2, -1, 0], np.int32), np.array([3], np.int64)
     out = np.full((n, 2), 0x7FBADBAD, np.uint32).view(np.float32)
-    assert _encode_kernel(num, codes, lookups, out) == 0
+    assert _encode_kernel(num, codes, lookups, lookup_ends, out) == 0
     assert not (bits(out) == 0x7FBADBAD).any()
 
 
