@@ -17,6 +17,7 @@ from datasets.base import (
     LandingFormat,
     record_line,
     row_id,
+    row_id_numbers,
     row_ids,
 )
 
@@ -72,5 +73,6 @@ __all__ = [
     "get_dataset",
     "record_line",
     "row_id",
+    "row_id_numbers",
     "row_ids",
 ]

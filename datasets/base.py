@@ -187,6 +187,38 @@ def row_ids(dataset: str, ds: str, name: str, lines: np.ndarray) -> pyarrow.Arra
     return pyarrow.Array.from_buffers(pyarrow.string(), len(mixed), buffers)
 
 
+HEX_VALUES = np.full(256, 16, dtype=np.uint8)  # 16: not a digit `row_ids` writes
+HEX_VALUES[HEX_DIGITS] = np.arange(16, dtype=np.uint8)
+
+
+def row_id_numbers(ids: pyarrow.Array | pyarrow.ChunkedArray) -> np.ndarray | None:
+    """The 64-bit number each id spells in 16 lowercase hex digits, as `row_ids` writes
+    them (8 bytes an id where the text takes 20); None when an id is null or of another
+    shape (ids an upstream or a test named otherwise)."""
+    chunks = ids.chunks if isinstance(ids, pyarrow.ChunkedArray) else [ids]
+    numbers = [np.zeros(0, np.uint64)]
+    for chunk in chunks:
+        if chunk.null_count or not (
+            pyarrow.types.is_string(chunk.type) or pyarrow.types.is_large_string(chunk.type)
+        ):
+            return None
+        width = np.int64 if pyarrow.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(chunk.buffers()[1], width)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ]
+        if len(chunk) == 0:
+            continue
+        if offsets[-1] - offsets[0] != 16 * len(chunk) or (np.diff(offsets) != 16).any():
+            return None
+        text = np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+        digits = HEX_VALUES[text]
+        if (digits == 16).any():
+            return None
+        octets = (digits[0::2] << 4) | digits[1::2]
+        numbers.append(octets.view(">u8").astype(np.uint64))
+    return np.concatenate(numbers)
+
+
 def record_line(kind: str, index: int, header: bool = True) -> int:
     """The line number ingest gives the record at 0-based `index` of a file of `kind`
     written one record per line: text files count lines from 1 (the header is line 1);

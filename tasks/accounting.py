@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
+from datasets import row_id_numbers
 from tasks import step
 from tasks.lake import Lake
 
@@ -41,36 +42,65 @@ def _row_ids(lake: Lake, table: str, dataset: str, where: dict[str, str]) -> pa.
     return lake.read(table, dataset, where=where, columns=["_row_id"]).column("_row_id")
 
 
-class _Ids:
-    """Each table's row ids as the numbers of one dictionary of every id (one hash pass
-    over all of them; the checks are then counts): per table, which ids it holds."""
+def _id_numbers(lake: Lake, dataset: str, slices: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Each slice's row ids as 64-bit numbers, one table's text at a time: the numbers
+    they spell (every id the pipeline writes), else (ids named otherwise, in any table)
+    their index in one dictionary of every table's ids."""
+    numbers = {}
+    for table, where in slices.items():
+        numbers[table] = row_id_numbers(_row_ids(lake, table, dataset, where))
+        if numbers[table] is None:
+            return _dictionary_numbers(
+                {table: _row_ids(lake, table, dataset, where) for table, where in slices.items()}
+            )
+    return numbers
 
-    def __init__(self, ids: dict[str, pa.ChunkedArray]):
-        self.sizes = {table: len(rows) for table, rows in ids.items()}
-        tables = list(ids.values())
-        if len({rows.type for rows in tables}) > 1:  # e.g. an empty table's plain strings
-            tables = [rows.cast(pa.large_string()) for rows in tables]
-        chunks = [chunk for rows in tables for chunk in rows.chunks]
-        # one memo for every chunk: the chunks share the final dictionary (no copy of the ids)
-        encoded = pa.chunked_array(chunks, tables[0].type).dictionary_encode()
-        codes = np.concatenate(
-            [np.zeros(0, np.int32)] + [chunk.indices.to_numpy() for chunk in encoded.chunks]
-        )
-        distinct = len(encoded.chunks[0].dictionary) if encoded.num_chunks else 0
-        self.held: dict[str, np.ndarray] = {}
-        start = 0
-        for table, size in self.sizes.items():
-            self.held[table] = np.zeros(distinct, dtype=bool)
-            self.held[table][codes[start : start + size]] = True
-            start += size
+
+def _dictionary_numbers(ids: dict[str, pa.ChunkedArray]) -> dict[str, np.ndarray]:
+    """Each table's ids as their index in one dictionary of all of them (one hash pass)."""
+    tables = list(ids.values())
+    if len({rows.type for rows in tables}) > 1:  # e.g. an empty table's plain strings
+        tables = [rows.cast(pa.large_string()) for rows in tables]
+    chunks = [chunk for rows in tables for chunk in rows.chunks]
+    # one memo for every chunk: the chunks share the final dictionary (no copy of the ids)
+    encoded = pa.chunked_array(chunks, tables[0].type).dictionary_encode()
+    codes = np.concatenate(
+        [np.zeros(0, np.uint64)]
+        + [chunk.indices.to_numpy().astype(np.uint64) for chunk in encoded.chunks]
+    )
+    bounds = np.cumsum([0, *(len(rows) for rows in tables)])
+    return {table: codes[bounds[i] : bounds[i + 1]] for i, table in enumerate(ids)}
+
+
+class _Ids:
+    """Each table's row ids, sorted and distinct (8 bytes an id): which ids it holds."""
+
+    def __init__(self, numbers: dict[str, np.ndarray]):
+        self.sizes = {table: len(ids) for table, ids in numbers.items()}
+        self.distinct = {}
+        for table, ids in numbers.items():
+            ids.sort()
+            self.distinct[table] = ids[np.r_[True, ids[1:] != ids[:-1]]] if len(ids) else ids
 
     def repeated(self, table: str) -> int:
         """How many of `table`'s rows repeat an id it holds already."""
-        return self.sizes[table] - int(self.held[table].sum())
+        return self.sizes[table] - len(self.distinct[table])
 
     def common(self, table: str, *others: str) -> int:
         """How many (distinct) ids of `table` one of `others` holds too."""
-        return int((self.held[table] & np.logical_or.reduce([self.held[o] for o in others])).sum())
+        ids = self.distinct[table]
+        held = np.zeros(len(ids), dtype=bool)
+        for other in others:
+            held |= _held_by(ids, self.distinct[other])
+        return int(held.sum())
+
+
+def _held_by(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Per id, whether the sorted `sorted_ids` holds it."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), dtype=bool)
+    position = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[position] == ids
 
 
 @step(retries=2)
@@ -83,7 +113,7 @@ def count_rows(
     slices = {table: {"ds": ds} for table in PIPELINE_TABLES}
     if model_version is not None:
         slices["predictions"] = {"ds": ds, "model_version": model_version}
-    ids = _Ids({table: _row_ids(lake, table, dataset, where) for table, where in slices.items()})
+    ids = _Ids(_id_numbers(lake, dataset, slices))
     for table, where in slices.items():
         if ids.repeated(table):
             raise AccountingError(f"{table} holds {ids.repeated(table)} duplicated rows of {where}")
