@@ -191,21 +191,31 @@ class Lake:
         where: Mapping[str, str],
         batch_rows: int,
         dictionaries: Sequence[str] = (),
+        columns: Sequence[str] | None = None,
     ) -> Iterator[pa.Table]:
-        """`read` of the rows matching `where` (partition columns only), file after file,
-        about `batch_rows` at a time: memory holds one batch, whatever the size of the
-        slice."""
+        """`read` of the rows matching `where`, file after file (of the partitions `where`
+        names), about `batch_rows` at a time: memory holds one batch, whatever the size of
+        the slice."""
         dt = self.table(table, dataset)
         if dt is None:
             return
-        filters = [(name, "=", _checked(value)) for name, value in where.items()]
+        partitioned = set(dt.metadata().partition_columns)
+        partition = {name: value for name, value in where.items() if name in partitioned}
+        by_row = {name: value for name, value in where.items() if name not in partitioned}
+        filters = [(name, "=", _checked(value)) for name, value in partition.items()]
         fs, _ = self.store.filesystem(self.uri(table, dataset))
         schema = pa.schema(dt.schema().to_arrow())
+        wanted = list(columns) if columns is not None else schema.names
+        schema = pa.schema([schema.field(name) for name in dict.fromkeys([*wanted, *by_row])])
         for uri in dt.file_uris(filters or None):
             with fs.open(uri, "rb") as handle:
                 reader = pq.ParquetFile(handle, read_dictionary=list(dictionaries))
-                for batch in reader.iter_batches(batch_size=batch_rows):
-                    yield _conformed(pa.Table.from_batches([batch]), schema, where)
+                stored = [name for name in schema.names if name in reader.schema_arrow.names]
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=stored):
+                    rows = _conformed(pa.Table.from_batches([batch]), schema, partition)
+                    for name, value in by_row.items():
+                        rows = rows.filter(pc.equal(rows.column(name), value))
+                    yield rows.select(wanted)
 
     def replace_slice(
         self,

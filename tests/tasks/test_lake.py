@@ -396,6 +396,11 @@ def test_a_slice_is_read_in_batches_file_after_file_as_the_table_now_is(tmp_path
     rows = pa.concat_tables(lake.read_batches("bronze", "d", where, batch_rows=10_000))
     assert set(rows.column_names) == {"x", "ds", "y"}  # the file written before has no y
     assert sorted(rows.column("y").drop_null().to_pylist()) == ["new"] and rows.num_rows == 5001
+    only = pa.concat_tables(lake.read_batches("bronze", "d", where, 10_000, columns=["y", "x"]))
+    assert only.column_names == ["y", "x"] and only.num_rows == 5001
+    assert only.column("x").to_pylist() == rows.column("x").to_pylist()
+    x_is_7 = lake.read_batches("bronze", "d", where | {"x": 7}, 10_000, columns=["y"])
+    assert sorted(pa.concat_tables(x_is_7).column("y").to_pylist(), key=str) == [None, "new"]
 
 
 @pytest.mark.parametrize(
