@@ -69,7 +69,9 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         spec = get_dataset(dataset)
         registry = registry_of(settings)
         reference = load_reference(registry, dataset, model_version)
-        current = load_scored_day(lake, spec, ds, model_version)
+        max_rows = settings.monitor_max_rows
+        day = load_scored_day(lake, spec, ds, model_version, sample_rows=max_rows)
+        current = day.rows
         entry.rows_in = len(current)
         entry.model_version = model_version
         if current.empty:
@@ -79,10 +81,9 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         # the verdict is the full-data drift's (every row, from the score step's histograms);
         # Evidently's report of a sample is the readable one (models without a profile: both),
         # built where the task runner puts it (the pipeline's: a Dask worker) meanwhile
-        max_rows = settings.monitor_max_rows
         evidently_report = report_sample_drift.submit(
             drift_inputs(reference, spec.roles, max_rows),
-            drift_inputs(current, spec.roles, max_rows),
+            drift_inputs(day.sample, spec.roles, max_rows),
             spec.roles,
             policy,
             max_rows,

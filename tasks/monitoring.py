@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.api.types import union_categoricals
 
-from datasets import Dataset, FeatureRoles
+from datasets import Dataset, FeatureRoles, row_id_numbers
 from reports import (
     Decision,
     DriftPolicy,
@@ -58,46 +59,152 @@ METRICS_SCHEMA = pa.schema(
 )
 
 
+SCORED_BATCH_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class ScoredDay:
+    """A scored day as the monitor reads it, a batch of silver at a time: per scored row
+    (in silver's order) only what fairness and quality read, and a sample of whole rows
+    for Evidently's report (a day of 10M rows whole took 5 GB)."""
+
+    rows: pd.DataFrame
+    """The protected attributes (derived ones added), `score` and `label`: 1.0 / 0.0
+    where the label is known (from the labels feed, else as landed), NaN where it is not
+    yet; `_row_id` only when asked for."""
+    sample: pd.DataFrame
+    """At most `sample_rows` scored rows with every column but free text, `score` and
+    `label`: those of the smallest row ids, a uniform sample (ids are hashes) that does not
+    depend on the files' order or batches."""
+
+
 @step(retries=2)
 def load_scored_day(
-    lake: Lake, dataset: Dataset, ds: str, model_version: str, *, row_ids: bool = False
-) -> pd.DataFrame:
-    """The day's scored silver rows, in silver's order, with the model's `score`, the
-    protected attributes (derived ones added) and `label`: 1.0 / 0.0 where the label is
-    known (from the labels feed, else as landed), NaN where it is not yet; `_row_id` only
-    with `row_ids`."""
+    lake: Lake,
+    dataset: Dataset,
+    ds: str,
+    model_version: str,
+    *,
+    row_ids: bool = False,
+    sample_rows: int = 0,
+) -> ScoredDay:
+    """The day's scored silver rows as `ScoredDay` (text as categories, whatever the
+    files' dictionaries), read `SCORED_BATCH_ROWS` at a time."""
     needed = list(_needed(dataset))
     text = [
         name
         for name in needed
         if name in dataset.columns and column_kind(dataset, name) == "string"
     ]
-    # text as categoricals: a day of 10M rows as Python strings took 5 GB
-    silver = lake.read("silver", dataset.name, where={"ds": ds}, columns=needed, dictionaries=text)
-    scores = lake.read(
-        "predictions",
-        dataset.name,
-        where={"ds": ds, "model_version": model_version},
-        columns=["_row_id", "score"],
+    kept = [*dataset.roles.protected, "score", "label", *(["_row_id"] if row_ids else [])]
+    scores = _ScoresById(
+        lake.read(
+            "predictions",
+            dataset.name,
+            where={"ds": ds, "model_version": model_version},
+            columns=["_row_id", "score"],
+        )
     )
-    if silver.num_rows == 0:
-        kept = [name for name in needed if row_ids or name != "_row_id"]
-        return pd.DataFrame(columns=[*kept, "score", "label"])
-    # each silver row's score by hash lookup (Acero's join took 1.3 s a million rows)
-    position = pc.index_in(silver.column("_row_id"), scores.column("_row_id").combine_chunks())
-    scored = pc.is_valid(position)
-    silver = silver.unify_dictionaries().filter(scored)
-    score = scores.column("score").take(pc.drop_null(position))
     labels, _ = known_labels(lake, dataset)
-    if labels.empty and not row_ids:  # the ids find the feed's labels; without any, pandas
-        silver = silver.drop_columns(["_row_id"])  # need not hold them (10M: 0.8 GB of str)
-    frame = silver.append_column("score", score).to_pandas()
-    frame, _ = attach_labels(frame, labels, dataset)
-    if not row_ids and "_row_id" in frame.columns:
-        frame = frame.drop(columns="_row_id")
-    known = frame[dataset.roles.target].notna().to_numpy()
-    frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)
-    return dataset.derive_protected(frame)
+    rows, sample = [], _SmallestKeys(sample_rows)
+    silver = lake.read_batches(
+        "silver", dataset.name, {"ds": ds}, SCORED_BATCH_ROWS, dictionaries=text, columns=needed
+    )
+    for batch in silver:
+        score, scored, keys = scores.of(batch.column("_row_id"))
+        frame = batch.filter(pa.array(scored)).append_column("score", pa.array(score))
+        frame = frame.to_pandas()
+        frame, _ = attach_labels(frame, labels, dataset)
+        known = frame[dataset.roles.target].notna().to_numpy()
+        frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)
+        frame = dataset.derive_protected(frame)
+        rows.append(frame[kept])
+        sample.offer(frame.drop(columns="_row_id"), keys)
+    return ScoredDay(
+        _concatenated(rows, kept),
+        sample.rows([name for name in needed if name != "_row_id"] + ["score", "label"]),
+    )
+
+
+class _ScoresById:
+    """A day's predictions looked up by row id: by the numbers the ids spell (sorted; 12
+    bytes a row), by their text where they are of another shape."""
+
+    def __init__(self, predictions: pa.Table):
+        ids = predictions.column("_row_id")
+        self.numbers = row_id_numbers(ids)
+        self.scores = predictions.column("score").to_numpy()
+        if self.numbers is None:
+            self.ids = ids.combine_chunks()
+        else:
+            order = np.argsort(self.numbers)
+            self.numbers, self.scores = self.numbers[order], self.scores[order]
+
+    def of(self, ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Of `ids`: the scores of the scored ones, which are scored, and the scored ones'
+        sampling keys (the ids' numbers, else a hash of their text)."""
+        numbers = None if self.numbers is None else row_id_numbers(ids)
+        if numbers is None:
+            position = pc.index_in(ids, self.ids).to_numpy(zero_copy_only=False)
+            scored = ~np.isnan(position)
+            keys = pd.util.hash_array(ids.to_numpy(zero_copy_only=False)[scored])
+            return self.scores[position[scored].astype(np.int64)], scored, keys
+        if len(self.numbers) == 0:
+            return self.scores, np.zeros(len(numbers), dtype=bool), numbers[:0]
+        position = np.minimum(np.searchsorted(self.numbers, numbers), len(self.numbers) - 1)
+        scored = self.numbers[position] == numbers
+        return self.scores[position[scored]], scored, numbers[scored]
+
+
+class _SmallestKeys:
+    """The rows of the `size` smallest keys of every row offered, holding at most about
+    twice `size` rows at any time."""
+
+    def __init__(self, size: int):
+        self.size, self.frames, self.keys = size, [], []
+
+    def offer(self, frame: pd.DataFrame, keys: np.ndarray) -> None:
+        if self.size == 0:
+            return
+        pick = self._smallest(keys)
+        self.frames.append(frame.iloc[pick])
+        self.keys.append(keys[pick])
+        if sum(map(len, self.keys)) > 2 * self.size:
+            self._keep_smallest()
+
+    def rows(self, columns: list[str]) -> pd.DataFrame:
+        self._keep_smallest()
+        return self.frames[0] if self.frames else pd.DataFrame(columns=columns)
+
+    def _smallest(self, keys: np.ndarray) -> np.ndarray:
+        if len(keys) <= self.size:
+            return np.argsort(keys)
+        smallest = np.argpartition(keys, self.size - 1)[: self.size]
+        return smallest[np.argsort(keys[smallest])]
+
+    def _keep_smallest(self) -> None:
+        if not self.frames:
+            return
+        frame, keys = _concatenated(self.frames, []), np.concatenate(self.keys)
+        pick = self._smallest(keys)
+        self.frames, self.keys = [frame.iloc[pick].reset_index(drop=True)], [keys[pick]]
+
+
+def _concatenated(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """Frames of the same columns as one, the categories of each column united (every file
+    has its own dictionary); `columns` when there is none."""
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    joined = {}
+    for name in frames[0].columns:
+        parts = [frame[name] for frame in frames]
+        if isinstance(parts[0].dtype, pd.CategoricalDtype):
+            joined[name] = union_categoricals(parts)
+        else:
+            joined[name] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(joined)
 
 
 def _needed(dataset: Dataset) -> dict[str, None]:

@@ -61,8 +61,8 @@ def labels_of(frame: pd.DataFrame, roles: FeatureRoles) -> np.ndarray:
         matches = target == positive
     elif isinstance(target.dtype, pd.CategoricalDtype):  # compared once per category
         positive = target.cat.categories.astype("string").str.strip() == label
-        codes = target.cat.codes.to_numpy()
-        return np.where(codes >= 0, np.asarray(positive, dtype=bool)[codes], False).astype(
+        # a null's code -1 picks the False appended (also where no value is known at all)
+        return np.append(np.asarray(positive, dtype=bool), False)[target.cat.codes].astype(
             np.float32
         )
     else:

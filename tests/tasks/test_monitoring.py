@@ -1,5 +1,6 @@
-"""The monitor's view of a scored day: every silver row with its score and label, text as
-categories (a day of 10M rows as Python strings took 5 GB), whatever the files' dictionaries."""
+"""The monitor's view of a scored day, read a batch at a time: every silver row with its
+score and label, text as categories (a day of 10M rows as Python strings took 5 GB) whatever
+the files' dictionaries, and a sample of whole rows for Evidently's report."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def landed_csv(race: str, seed: int) -> str:
     return encode_landing_file(frame.assign(race=race), "csv").decode()
 
 
-def test_a_day_of_files_with_different_categories_is_read_whole_with_scores_and_labels(
+def test_a_day_of_files_with_different_categories_is_read_with_scores_labels_and_a_sample(
     validated_day,
 ):
     spec = get_dataset("adult")
@@ -33,12 +34,21 @@ def test_a_day_of_files_with_different_categories_is_read_whole_with_scores_and_
     lake.replace_slice("predictions", "adult", predictions, {"ds": DS, "model_version": "v1"},
                        run_id="s")  # fmt: skip
 
-    day = load_scored_day.fn(lake, spec, DS, "v1")  # in silver's order, as `ids`
+    day = load_scored_day.fn(lake, spec, DS, "v1").rows  # in silver's order, as `ids`
     assert "_row_id" not in day.columns  # 0.8 GB of str at 10M rows, read by nothing after
-    assert load_scored_day.fn(lake, spec, DS, "v1", row_ids=True)["_row_id"].tolist() == ids
+    assert load_scored_day.fn(lake, spec, DS, "v1", row_ids=True).rows["_row_id"].tolist() == ids
     assert len(day) == landed == 80
     assert day["score"].tolist() == scores
     assert day["race"].dtype == "category" and set(day["race"]) == {"White", "Black"}
     incomes = silver.column("income").to_pylist()
     assert day["label"].tolist() == [float(income == ">50K") for income in incomes]
     assert day["age_band"].notna().all()
+
+    sample = load_scored_day.fn(lake, spec, DS, "v1", sample_rows=30).sample
+    smallest = sorted(ids, key=lambda row: int(row, 16))[:30]  # ids are hashes: uniform
+    score_of = dict(zip(ids, scores, strict=True))
+    assert sample["score"].tolist() == [score_of[row] for row in smallest]
+    assert {*spec.roles.numeric, *spec.roles.categorical, "label"} <= set(sample.columns)
+    assert sample["race"].dtype == "category" and len(sample) == 30
+    whole = load_scored_day.fn(lake, spec, DS, "v1", sample_rows=1_000).sample
+    assert len(whole) == 80 and sorted(whole["score"]) == scores

@@ -26,6 +26,8 @@ def test_an_integer_target_matches_its_positive_label_by_value():
     assert labels_of(as_text, roles).tolist() == [1.0, 0.0, 1.0]
     as_categories = frame.assign(credit=pd.Categorical([" 1", "2", None]))
     assert labels_of(as_categories, roles).tolist() == [1.0, 0.0, 0.0]
+    unknown = frame.assign(credit=pd.Categorical([None] * 3, categories=[]))  # a batch of nulls
+    assert labels_of(unknown, roles).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_a_positive_label_that_matches_nothing_is_refused_with_the_values_seen():
