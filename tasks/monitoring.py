@@ -151,7 +151,10 @@ class _ScoresById:
             return self.scores[position[scored].astype(np.int64)], scored, keys
         if len(self.numbers) == 0:
             return self.scores, np.zeros(len(numbers), dtype=bool), numbers[:0]
-        position = np.minimum(np.searchsorted(self.numbers, numbers), len(self.numbers) - 1)
+        order = np.argsort(numbers)  # sorted needles: numpy's search narrows from the last
+        position = np.empty(len(numbers), dtype=np.int64)
+        position[order] = np.searchsorted(self.numbers, numbers[order])
+        position = np.minimum(position, len(self.numbers) - 1)
         scored = self.numbers[position] == numbers
         return self.scores[position[scored]], scored, numbers[scored]
 
@@ -162,32 +165,35 @@ class _SmallestKeys:
 
     def __init__(self, size: int):
         self.size, self.frames, self.keys = size, [], []
+        self.bound = None  # the largest key kept: a larger one offered can never be kept
 
     def offer(self, frame: pd.DataFrame, keys: np.ndarray) -> None:
         if self.size == 0:
             return
-        pick = self._smallest(keys)
-        self.frames.append(frame.iloc[pick])
-        self.keys.append(keys[pick])
+        if self.bound is not None:
+            below = keys < self.bound
+            frame, keys = frame[below], keys[below]
+        self.frames.append(frame)
+        self.keys.append(keys)
         if sum(map(len, self.keys)) > 2 * self.size:
             self._keep_smallest()
 
     def rows(self, columns: list[str]) -> pd.DataFrame:
+        """The rows kept, by key."""
         self._keep_smallest()
-        return self.frames[0] if self.frames else pd.DataFrame(columns=columns)
-
-    def _smallest(self, keys: np.ndarray) -> np.ndarray:
-        if len(keys) <= self.size:
-            return np.argsort(keys)
-        smallest = np.argpartition(keys, self.size - 1)[: self.size]
-        return smallest[np.argsort(keys[smallest])]
+        if not self.frames:
+            return pd.DataFrame(columns=columns)
+        return self.frames[0].iloc[np.argsort(self.keys[0])].reset_index(drop=True)
 
     def _keep_smallest(self) -> None:
         if not self.frames:
             return
         frame, keys = _concatenated(self.frames, []), np.concatenate(self.keys)
-        pick = self._smallest(keys)
-        self.frames, self.keys = [frame.iloc[pick].reset_index(drop=True)], [keys[pick]]
+        if len(keys) > self.size:
+            pick = np.argpartition(keys, self.size - 1)[: self.size]
+            frame, keys = frame.iloc[pick], keys[pick]
+            self.bound = keys.max()
+        self.frames, self.keys = [frame], [keys]
 
 
 def _concatenated(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
