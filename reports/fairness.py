@@ -246,7 +246,7 @@ def assess_fairness(
     score = pd.to_numeric(frame[score_column], errors="coerce").to_numpy(dtype="float64")
     scored = ~np.isnan(score)
     score = score[scored]
-    decision = (score >= policy.threshold).astype(np.int64)
+    decision = (score >= policy.threshold).astype(np.int8)
     label_state = _label_state(frame, label_column, scored)
     labelled_rows = int((label_state != _UNLABELLED).sum())
     labels_present = labelled_rows > 0
@@ -368,7 +368,7 @@ def _assess_grouping(
     n_codes = math.prod(shape)
     if n_codes <= 1 << 16:
         present = np.flatnonzero(np.bincount(code, minlength=n_codes))
-        position = np.zeros(n_codes, dtype=np.int64)
+        position = np.zeros(n_codes, dtype=np.int32)
         position[present] = np.arange(len(present))
         group_index = position[code]
     else:  # two high-cardinality attributes: no dense table of every combination
@@ -782,20 +782,24 @@ def _auc_by_group(
     if len(eligible) <= 1 << 16:
         groups = groups.astype(np.uint16)  # numpy sorts 16-bit integers by radix, in O(N)
     order = by_score[np.argsort(groups, kind="stable")]  # by group, then score
+    del groups
     group, value = group_index[order], score[order]
     positive = label_state[order] == _POSITIVE
-    n = len(order)
+    del order
+    # per run of tied scores in a group, not per row (a day of 10M rows: arrays of runs)
     starts_group = np.r_[True, group[1:] != group[:-1]]
-    starts_run = starts_group | np.r_[True, value[1:] != value[:-1]]  # runs of tied scores
-    first_of_group = np.maximum.accumulate(np.where(starts_group, np.arange(n), 0))
-    run_start = np.flatnonzero(starts_run)
-    run_stop = np.r_[run_start[1:], n]
-    midrank = (run_start + run_stop + 1) / 2 - first_of_group[run_start]  # 1-based in group
-    rank = np.repeat(midrank, run_stop - run_start)
+    run_start = np.flatnonzero(starts_group | np.r_[True, value[1:] != value[:-1]])
+    del value
+    group_start = np.flatnonzero(starts_group)
+    first_of_group = group_start[np.searchsorted(group_start, run_start, side="right") - 1]
+    run_stop = np.r_[run_start[1:], len(group)]
+    midrank = (run_start + run_stop + 1) / 2 - first_of_group  # 1-based in the group
+    run_positives = np.add.reduceat(positive, run_start, dtype=np.int64)
+    run_group = group[run_start]
     size = len(eligible)
-    positives = np.bincount(group, weights=positive, minlength=size)
-    negatives = np.bincount(group, minlength=size) - positives
-    rank_sum = np.bincount(group, weights=rank * positive, minlength=size)
+    positives = np.bincount(run_group, weights=run_positives, minlength=size)
+    negatives = np.bincount(run_group, weights=run_stop - run_start, minlength=size) - positives
+    rank_sum = np.bincount(run_group, weights=midrank * run_positives, minlength=size)
     out: dict[int, float | None] = {}
     for i in np.flatnonzero(eligible):
         if positives[i] and negatives[i]:
@@ -808,13 +812,13 @@ def _auc_by_group(
 
 def _label_state(frame: pd.DataFrame, label_column: str, scored: np.ndarray) -> np.ndarray:
     if label_column not in frame.columns:
-        return np.zeros(int(scored.sum()), dtype=np.int64)
+        return np.zeros(int(scored.sum()), dtype=np.int8)
     label = pd.to_numeric(frame[label_column], errors="coerce").to_numpy(dtype="float64")[scored]
     known = ~np.isnan(label)
     bad = known & (label != 0) & (label != 1)
     if bad.any():
         raise ValueError(f"labels must be 1.0, 0.0 or NaN; found {np.unique(label[bad])[:5]}")
-    state = np.full(len(label), _UNLABELLED, dtype=np.int64)
+    state = np.full(len(label), _UNLABELLED, dtype=np.int8)
     state[known] = np.where(label[known] == 1, _POSITIVE, _NEGATIVE)
     return state
 
