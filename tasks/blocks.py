@@ -21,7 +21,8 @@ BLOCK_BYTES = 16 * 2**20
 """Bytes of landed text parsed at once (a block holds whole records: a little more or less)."""
 
 # Encodings in which a byte 0x0A is always a line break and 0x22 always a quote: a cut
-# there never splits a character. Other encodings (UTF-16, ...) are read whole.
+# there never splits a character. Text in other encodings (UTF-16, ...) is transcoded to
+# UTF-8 as it is read (`tasks.parsing.as_utf8`).
 ASCII_COMPATIBLE = {"utf-8", "utf8", "utf-8-sig", "ascii", "latin-1", "latin1", "iso-8859-1",
                     "cp1252", "windows-1252"}  # fmt: skip
 

@@ -17,7 +17,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 import numpy as np
@@ -129,7 +129,10 @@ def parse_file(
         cut_short = stream.cut_short() if stream.truncated else cut_short
     if fmt not in ("csv", "tsv", "jsonl", "parquet"):
         return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
-    parsed = _parse_data(fmt, data, columns, landing, optional)
+    declared = landing.encoding
+    if fmt != "parquet" and not ascii_compatible(declared):
+        data, landing = b"".join(as_utf8([data], declared)), replace(landing, encoding="utf-8")
+    parsed = _in_declared_encoding(_parse_data(fmt, data, columns, landing, optional), declared)
     parsed.notes = cut_short.notes + parsed.notes
     parsed.rejects.extend(cut_short.rejects)
     return parsed
@@ -178,19 +181,19 @@ def parse_in_blocks(
         chunks = itertools.chain([start], chunks)
         gzipped = start.startswith(GZIP_MAGIC)
         not_gzip = not gzipped  # `parse_file` names it unreadable
-    if (
-        fmt not in ("csv", "tsv", "jsonl")
-        or landing.encoding.lower() not in ASCII_COMPATIBLE
-        or not_gzip
-    ):
+    if fmt not in ("csv", "tsv", "jsonl") or not_gzip:
         yield parse_file(name, b"".join(chunks), columns, landing, optional)
         return
     text = Gunzipped(chunks) if gzipped else chunks
+    declared, utf8_text = landing.encoding, text
+    if not ascii_compatible(declared):  # no cut in UTF-16 text can be found by its bytes
+        utf8_text, landing = as_utf8(text, declared), replace(landing, encoding="utf-8")
     with_header = fmt != "jsonl" and landing.header
     header, header_lines, noted = b"", 0, set()
-    for block in record_blocks(text, landing.quotechar if fmt != "jsonl" else None,
+    for block in record_blocks(utf8_text, landing.quotechar if fmt != "jsonl" else None,
                                block_bytes):  # fmt: skip
         parsed = _parse_data(fmt, header + block.data, columns, landing, optional)
+        parsed = _in_declared_encoding(parsed, declared)
         if with_header and not header:
             header, header_lines = _header_of(block.data, landing.encoding)
             shift = block.first_line - 1
@@ -204,6 +207,44 @@ def parse_in_blocks(
         yield _shifted(parsed, shift) if shift else parsed
     if gzipped and text.truncated:
         yield text.cut_short()
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """Whether a byte 0x0A of text in `encoding` is always a line break (and 0x22 a quote),
+    so that its records can be cut apart by their bytes."""
+    return encoding.lower() in ASCII_COMPATIBLE
+
+
+def _undecodable(error: UnicodeDecodeError) -> tuple[str, int]:
+    """Each byte that does not decode as a lone surrogate: encoded with `surrogatepass`,
+    a sequence no UTF-8 reader accepts, so its line is a reject and never a character."""
+    return "".join(chr(0xDC00 + byte) for byte in error.object[error.start : error.end]), error.end
+
+
+codecs.register_error("tidewater-undecodable", _undecodable)
+
+
+def as_utf8(chunks: Iterable[bytes], encoding: str) -> Iterator[bytes]:
+    """Text in `encoding` as UTF-8, a chunk at a time (the same lines, quotes and
+    delimiters; memory holds a chunk); a byte that does not decode makes its line one that
+    UTF-8 rejects."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="tidewater-undecodable")
+    for chunk in chunks:
+        yield decoder.decode(chunk).encode("utf-8", "surrogatepass")
+    yield decoder.decode(b"", final=True).encode("utf-8", "surrogatepass")
+
+
+def _in_declared_encoding(parsed: ParsedFile, declared: str) -> ParsedFile:
+    """`parsed` (of text transcoded from `declared` to UTF-8) with its rejects naming the
+    encoding the file was declared in."""
+    if ascii_compatible(declared):
+        return parsed
+    transcoded = "line is not valid UTF-8"
+    parsed.rejects = [
+        replace(r, error=f"line is not valid {declared.upper()}") if r.error == transcoded else r
+        for r in parsed.rejects
+    ]
+    return parsed
 
 
 def _start_of(chunks: Iterator[bytes]) -> bytes:
@@ -385,7 +426,39 @@ def parse_csv(
     try:
         return _parse_csv_with_arrow(data, columns, landing, delimiter)
     except NotArrowReadable:
-        return _parse_csv_lines(data, columns, landing, delimiter)
+        pass
+    readable, undecodable = _undecodable_lines_blanked(data, landing)
+    if undecodable:  # Arrow reads the rest, quoted line breaks and all
+        try:
+            parsed = _parse_csv_with_arrow(readable, columns, landing, delimiter)
+        except NotArrowReadable:
+            pass
+        else:
+            parsed.rejects = sorted(undecodable + parsed.rejects, key=lambda r: r.line or 0)
+            return parsed
+    return _parse_csv_lines(data, columns, landing, delimiter)
+
+
+def _undecodable_lines_blanked(data: bytes, landing: LandingFormat) -> tuple[bytes, list[Reject]]:
+    """`data` with each line after the header that does not decode emptied (its line break
+    kept, so later lines keep their numbers), and those lines as rejects; none when the
+    header does not decode."""
+    lines = data.splitlines(keepends=True)
+    rejects, header_seen = [], not landing.header
+    for number, line in enumerate(lines, start=1):
+        try:
+            text = line.decode(landing.encoding)
+        except UnicodeDecodeError:
+            if not header_seen:
+                return data, []
+            body = line.rstrip(b"\r\n")
+            rejects.append(
+                Reject(number, _raw_text(body), f"line is not valid {landing.encoding.upper()}")
+            )
+            lines[number - 1] = line[len(body) :]
+            continue
+        header_seen = header_seen or bool(text.strip())
+    return b"".join(lines), rejects
 
 
 BOM = b"\xef\xbb\xbf"

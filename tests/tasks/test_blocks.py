@@ -7,7 +7,7 @@ import pytest
 
 from datasets import LandingFormat
 from tasks.blocks import record_blocks
-from tasks.parsing import parse_file, parse_in_blocks
+from tasks.parsing import Reject, parse_file, parse_in_blocks
 
 COLUMNS = ("a", "b", "c")
 
@@ -82,6 +82,30 @@ def test_a_file_parsed_in_blocks_is_the_file_parsed_whole(name, data, landing):
     assert _records(pieces) == whole.table.to_pylist()
     assert [r for piece in pieces for r in piece.rejects] == whole.rejects
     assert [note for piece in pieces for note in piece.notes] == whole.notes
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+@pytest.mark.parametrize("text", [MIXED, QUOTED], ids=["mixed", "quoted"])
+def test_text_not_ascii_compatible_is_read_in_blocks_as_the_same_text_in_utf8(encoding, text):
+    landing = LandingFormat(encoding=encoding)
+    whole, pieces = _whole_and_in_blocks("x.csv", text.decode().encode(encoding), landing)
+    as_utf8 = parse_file("x.csv", text, COLUMNS)
+    assert len(pieces) > 2  # transcoded as it is read, cut into blocks
+    assert _records(pieces) == whole.table.to_pylist() == as_utf8.table.to_pylist()
+    assert [r for piece in pieces for r in piece.rejects] == whole.rejects == as_utf8.rejects
+
+
+def test_a_utf16_line_that_does_not_decode_is_a_reject_and_the_others_are_read():
+    data = MIXED.decode().encode("utf-16-le")
+    unit = data.index("8,8,8".encode("utf-16-le"))
+    data = data[:unit] + b"\x00\xdc" + data[unit + 2 :]  # a lone low surrogate for the "8"
+    whole, pieces = _whole_and_in_blocks("x.csv", data, LandingFormat(encoding="utf-16-le"))
+    for parsed in (whole.rejects, [r for piece in pieces for r in piece.rejects]):
+        (bad,) = [r for r in parsed if r.line == 10]  # record 8 (record 7 takes two lines)
+        assert bad.error == "line is not valid UTF-16-LE"
+    records = _records(pieces)
+    assert records == whole.table.to_pylist()
+    assert [row["a"] for row in records if row["a"] in ("7", "8", "9")] == ["7", "9"]
 
 
 def test_an_unbalanced_quote_loses_no_line_and_later_blocks_read_normally():
@@ -190,3 +214,14 @@ def test_a_parquet_file_that_does_not_read_is_one_reject_in_batches_too():
 
     (piece,) = parse_parquet_in_batches(io.BytesIO(b"PAR1 not really"), COLUMNS)
     assert piece.table is None and piece.rejects[0].error.startswith("unreadable Parquet file")
+
+
+def test_a_line_that_does_not_decode_leaves_quoted_line_breaks_of_the_others_whole():
+    data = MIXED.replace(b"8,8,8", b"\xff,8,8")  # record 8, right after a two-line record
+    parsed = parse_file("x.csv", data, COLUMNS)
+    assert [r for r in parsed.rejects if "valid" in r.error] == [
+        Reject(10, "\\xff,8,8", "line is not valid UTF-8")
+    ]
+    seven = next(row for row in parsed.table.to_pylist() if row["a"] == "7")
+    assert seven["b"] == "first\nsecond, third" and seven["_line"] == 8
+    assert parsed.table.num_rows == 240 - 1 and "second" not in parsed.table.column("a").to_pylist()
