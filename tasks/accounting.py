@@ -51,19 +51,14 @@ def _id_numbers(lake: Lake, dataset: str, slices: dict[str, dict]) -> dict[str, 
     numbers = {}
     for table, where in slices.items():
         batches = [np.zeros(0, np.uint64)]
-        for batch in _id_batches(lake, table, dataset, where):
+        for batch in lake.read_batches(table, dataset, where, ID_BATCH_ROWS, columns=["_row_id"]):
             batches.append(row_id_numbers(batch.column("_row_id")))
             if batches[-1] is None:
-                texts = {t: _row_ids(lake, t, dataset, where) for t, where in slices.items()}
-                return _dictionary_numbers(texts)
+                return _dictionary_numbers(
+                    {name: _row_ids(lake, name, dataset, rows) for name, rows in slices.items()}
+                )
         numbers[table] = np.concatenate(batches)
     return numbers
-
-
-def _id_batches(lake: Lake, table: str, dataset: str, where: dict[str, str]):
-    if lake.version(table, dataset) is None:
-        return iter(())
-    return lake.read_batches(table, dataset, where, ID_BATCH_ROWS, columns=["_row_id"])
 
 
 def _dictionary_numbers(ids: dict[str, pa.ChunkedArray]) -> dict[str, np.ndarray]:

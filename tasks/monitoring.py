@@ -119,11 +119,9 @@ def load_scored_day(
         frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)
         frame = dataset.derive_protected(frame)
         rows.append(frame[kept])
-        sample.offer(frame.drop(columns="_row_id"), keys)
-    return ScoredDay(
-        _concatenated(rows, kept),
-        sample.rows([name for name in needed if name != "_row_id"] + ["score", "label"]),
-    )
+        sample.offer(frame, keys)
+    sampled = sample.rows([*needed, "score", "label"]).drop(columns="_row_id")
+    return ScoredDay(_concatenated(rows, kept), sampled)
 
 
 class _ScoresById:
@@ -143,20 +141,32 @@ class _ScoresById:
     def of(self, ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Of `ids`: the scores of the scored ones, which are scored, and the scored ones'
         sampling keys (the ids' numbers, else a hash of their text)."""
-        numbers = None if self.numbers is None else row_id_numbers(ids)
-        if numbers is None:
+        if self.numbers is None:
             position = pc.index_in(ids, self.ids).to_numpy(zero_copy_only=False)
             scored = ~np.isnan(position)
             keys = pd.util.hash_array(ids.to_numpy(zero_copy_only=False)[scored])
             return self.scores[position[scored].astype(np.int64)], scored, keys
+        numbers, spelled = _spelled_numbers(ids)
         if len(self.numbers) == 0:
             return self.scores, np.zeros(len(numbers), dtype=bool), numbers[:0]
         order = np.argsort(numbers)  # sorted needles: numpy's search narrows from the last
         position = np.empty(len(numbers), dtype=np.int64)
         position[order] = np.searchsorted(self.numbers, numbers[order])
         position = np.minimum(position, len(self.numbers) - 1)
-        scored = self.numbers[position] == numbers
+        scored = (self.numbers[position] == numbers) & spelled
         return self.scores[position[scored]], scored, numbers[scored]
+
+
+def _spelled_numbers(ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The numbers `ids` spell, and which of them spell one: the others (0 here) are in no
+    table whose ids all spell numbers."""
+    numbers = row_id_numbers(ids)
+    if numbers is not None:
+        return numbers, np.ones(len(numbers), dtype=bool)
+    spelled = pc.fill_null(pc.match_substring_regex(ids, "^[0-9a-f]{16}$"), False)
+    numbers = np.zeros(len(ids), dtype=np.uint64)
+    numbers[spelled.to_numpy(zero_copy_only=False)] = row_id_numbers(ids.filter(spelled))
+    return numbers, spelled.to_numpy(zero_copy_only=False)
 
 
 class _SmallestKeys:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from datasets import adult, get_dataset
+from datasets import adult, get_dataset, row_id
 from datasets.landing_writer import encode_landing_file
 from tasks.monitoring import load_scored_day
 
@@ -52,3 +52,20 @@ def test_a_day_of_files_with_different_categories_is_read_with_scores_labels_and
     assert sample["race"].dtype == "category" and len(sample) == 30
     whole = load_scored_day.fn(lake, spec, DS, "v1", sample_rows=1_000).sample
     assert len(whole) == 80 and sorted(whole["score"]) == scores
+
+
+def test_scores_are_found_by_id_whatever_the_shape_of_the_ids():
+    from tasks.monitoring import _ScoresById
+
+    spelled = [row_id("adult", DS, "a.csv", line) for line in (2, 3, 4)]
+    for predicted, asked in [
+        (spelled, [spelled[2], "by hand", spelled[0]]),  # a silver id no prediction spells
+        (["x", "y", "z"], ["z", "w", "x"]),  # ids named by hand, looked up by their text
+        ([], spelled[:2]),  # nothing scored yet
+    ]:
+        scores = _ScoresById(pa.table({"_row_id": pa.array(predicted, pa.string()),
+                                       "score": [0.1, 0.2, 0.3][: len(predicted)]}))  # fmt: skip
+        found, scored, keys = scores.of(pa.chunked_array([pa.array(asked, pa.string())]))
+        expected = [predicted.index(i) for i in asked if i in predicted]
+        assert scored.tolist() == [i in predicted for i in asked]
+        assert found.tolist() == [[0.1, 0.2, 0.3][i] for i in expected] and len(keys) == len(found)
