@@ -130,7 +130,7 @@ def parse_file(
     if fmt not in ("csv", "tsv", "jsonl", "parquet"):
         return ParsedFile(unreadable=f"{name}: unknown file kind {fmt!r} declared")
     declared = landing.encoding
-    if fmt != "parquet" and not ascii_compatible(declared):
+    if fmt != "parquet" and not _ascii_compatible(declared):
         data, landing = b"".join(as_utf8([data], declared)), replace(landing, encoding="utf-8")
     parsed = _in_declared_encoding(_parse_data(fmt, data, columns, landing, optional), declared)
     parsed.notes = cut_short.notes + parsed.notes
@@ -186,7 +186,7 @@ def parse_in_blocks(
         return
     text = Gunzipped(chunks) if gzipped else chunks
     declared, utf8_text = landing.encoding, text
-    if not ascii_compatible(declared):  # no cut in UTF-16 text can be found by its bytes
+    if not _ascii_compatible(declared):  # no cut in UTF-16 text can be found by its bytes
         utf8_text, landing = as_utf8(text, declared), replace(landing, encoding="utf-8")
     with_header = fmt != "jsonl" and landing.header
     header, header_lines, noted = b"", 0, set()
@@ -209,7 +209,7 @@ def parse_in_blocks(
         yield text.cut_short()
 
 
-def ascii_compatible(encoding: str) -> bool:
+def _ascii_compatible(encoding: str) -> bool:
     """Whether a byte 0x0A of text in `encoding` is always a line break (and 0x22 a quote),
     so that its records can be cut apart by their bytes."""
     return encoding.lower() in ASCII_COMPATIBLE
@@ -237,7 +237,7 @@ def as_utf8(chunks: Iterable[bytes], encoding: str) -> Iterator[bytes]:
 def _in_declared_encoding(parsed: ParsedFile, declared: str) -> ParsedFile:
     """`parsed` (of text transcoded from `declared` to UTF-8) with its rejects naming the
     encoding the file was declared in."""
-    if ascii_compatible(declared):
+    if _ascii_compatible(declared):
         return parsed
     transcoded = "line is not valid UTF-8"
     parsed.rejects = [
