@@ -165,10 +165,10 @@ def _ingest_and_validate(landing: Path) -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM). Not `ru_maxrss`: Linux carries the
-    parent's peak over into a child at exec."""
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    """This process's peak resident memory in MB (`tasks.metering.process_peak_rss`)."""
+    from tasks.metering import process_peak_rss
+
+    return process_peak_rss() / (1 << 20)
 
 
 def end_to_end(rows: int, repeats: int) -> tuple[float, dict[str, float], float]:
