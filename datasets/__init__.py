@@ -15,6 +15,7 @@ from datasets.base import (
     DatasetModel,
     FeatureRoles,
     LandingFormat,
+    labels_of,
     record_line,
     row_id,
     row_id_numbers,
@@ -73,6 +74,7 @@ __all__ = [
     "get_dataset",
     "record_line",
     "row_id",
+    "labels_of",
     "row_id_numbers",
     "row_ids",
 ]

@@ -54,6 +54,24 @@ class FeatureRoles:
         return self.numeric + self.categorical
 
 
+def labels_of(frame: pd.DataFrame, roles: FeatureRoles) -> np.ndarray:
+    """1 where the target is the positive label, compared by value whatever the target's
+    type (an integer target 1 matches `positive_label="1"`), else 0."""
+    target, label = frame[roles.target], str(roles.positive_label).strip()
+    if pd.api.types.is_numeric_dtype(target):
+        positive = pd.to_numeric(pd.Series([roles.positive_label]), errors="coerce").iloc[0]
+        matches = target == positive
+    elif isinstance(target.dtype, pd.CategoricalDtype):  # compared once per category
+        positive = target.cat.categories.astype("string").str.strip() == label
+        # a null's code -1 picks the False appended (also where no value is known at all)
+        return np.append(np.asarray(positive, dtype=bool), False)[target.cat.codes].astype(
+            np.float32
+        )
+    else:
+        matches = target.astype("string").str.strip() == label
+    return matches.fillna(False).to_numpy(dtype=np.float32)
+
+
 DEFAULT_KINDS = {
     ".csv": "csv",
     ".csv.gz": "csv",

@@ -27,22 +27,20 @@ from reports import (
     fairness_metric_rows,
     monitor_markdown,
     publish_markdown,
-    quality_metric_rows,
 )
 from reports.pages import day_page, trend_page
 from reports.policy import DayAssessment, Verdict
 from tasks.ledger import ledger_stage
 from tasks.monitoring import (
-    assess_bias,
     decide_day,
     decision_metric_rows,
     drift_inputs,
     fairness_summary,
     full_data_drift,
-    load_scored_day,
+    measure_day,
     metrics_history,
     recorded_assessments,
-    report_sample_drift,
+    report_day_drift,
     report_url,
     save_drift_report,
     save_pages,
@@ -70,29 +68,30 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         registry = registry_of(settings)
         reference = load_reference(registry, dataset, model_version)
         max_rows = settings.monitor_max_rows
-        day = load_scored_day(lake, spec, ds, model_version, sample_rows=max_rows)
-        current = day.rows
-        entry.rows_in = len(current)
+        # what reads every row or imports Evidently, scikit-learn and fairlearn runs where the
+        # task runner puts it (the pipeline's: two Dask workers, side by side): Evidently's
+        # report of a sample, the readable one; the day's quality and fairness
+        evidently_report = report_day_drift.submit(
+            lake, spec, ds, model_version, drift_inputs(reference, spec.roles, max_rows),
+            policy, max_rows,
+        )  # fmt: skip
+        measuring = measure_day.submit(
+            lake, spec, ds, model_version, reference, settings.fairness_policy_for(dataset)
+        )
+        # the verdict is the full-data drift's (every row, from the score step's histograms;
+        # models without a profile: Evidently's)
+        full = full_data_drift(lake, registry, dataset, ds, model_version)
+        measured = measuring.result()
+        entry.rows_in = measured.rows
         entry.model_version = model_version
-        if current.empty:
+        if measured.rows == 0:
+            evidently_report.wait()  # of no row: none
             entry.verdict = "no-data"
             entry.details = {"reasons": ["no silver rows to compare on this day"]}
             return {"verdict": "no-data", "report": None, "reasons": entry.details["reasons"]}
-        # the verdict is the full-data drift's (every row, from the score step's histograms);
-        # Evidently's report of a sample is the readable one (models without a profile: both),
-        # built where the task runner puts it (the pipeline's: a Dask worker) meanwhile
-        evidently_report = report_sample_drift.submit(
-            drift_inputs(reference, spec.roles, max_rows),
-            drift_inputs(day.sample, spec.roles, max_rows),
-            spec.roles,
-            policy,
-            max_rows,
-        )
-        result = full_data_drift(lake, registry, dataset, ds, model_version) or (
-            evidently_report.result().result
-        )
+        result = full or evidently_report.result().result
         drift = decide(result, policy)
-        bias = assess_bias(current, reference, spec, settings.fairness_policy_for(dataset))
+        bias, quality = measured.bias, measured.quality
         breaches = bias.breach_lines() if bias else ()
         today = DayAssessment(ds=ds, drift=drift.verdict, bias_breaches=breaches)
         if recompute:
@@ -103,9 +102,6 @@ def monitor(dataset: str, ds: str, model_version: str, recompute: str | None = N
         reasons = [*today.reasons, *drift.reasons]
         sample = evidently_report.result()
         evidently = save_drift_report(settings.reports_uri, dataset, ds, sample, store)
-        quality = quality_metric_rows(
-            dataset, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
-        )
         rows = (
             drift_metric_rows(dataset, ds, model_version, result, drift)
             + quality

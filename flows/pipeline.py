@@ -30,7 +30,7 @@ from flows.train import train
 from flows.validate import validate
 from reports import (
     artifact_key,
-    import_evidently_in_background,
+    import_report_libraries_in_background,
     publish_markdown,
     stage_summary_markdown,
 )
@@ -58,6 +58,7 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
     """
     settings, ds = current_settings(), scheduled_day(ds)
     check_storage(settings)
+    registry_of(settings).open_in_background()  # read before scoring, ready by then
     lake, run_id = lake_of(settings), current_run_id()
     todo = with_dependents(stages) if stages is not None else PIPELINE_STAGES
     with ledger_stage(lake, dataset, ds, "pipeline", run_id) as entry, subflows_on_this_heartbeat():
@@ -77,7 +78,7 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             if champion_version(registry_of(settings), dataset) is None:
                 train(dataset, [ds])
             if "monitor" in todo and not address:  # its report is built in this process:
-                import_evidently_in_background()  # imported while the Dask workers score
+                import_report_libraries_in_background()  # imported while the Dask workers score
             runner = dask_task_runner(address, cluster_spec_of(settings))
             with scoring_slot(backfill=backfill_of_run() is not None):
                 scored = score.with_options(task_runner=runner)(dataset, ds)
@@ -86,6 +87,9 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             scored = {"scored": recorded["rows_out"], "model_version": recorded["model_version"]}
             scored["models"] = {}  # no challenger scored by this run: no shadow day
         champion = scored["model_version"]  # what the day was scored with
+        # the accounting reads every table's ids (in Arrow and numpy, mostly off the GIL):
+        # on a thread, while the monitor waits for its workers
+        accounting = count_rows.submit(lake, dataset, ds, landed, champion)
         if "monitor" in todo:
             monitored = monitor.with_options(task_runner=report_task_runner(address))(
                 dataset, ds, champion
@@ -95,7 +99,7 @@ def pipeline(dataset: str, ds: str | None = None, stages: list[str] | None = Non
             monitored = {"verdict": recorded["verdict"], "report": recorded["report"]}
         challenger = _role(scored["models"], "challenger")
         shadowed = shadow(dataset, ds, champion, challenger) if challenger else None
-        account = count_rows(lake, dataset, ds, landed, champion)
+        account = accounting.result()
         publish_markdown(
             stage_summary_markdown(dataset, ds, day_stages(lake, dataset, ds), account.as_dict()),
             key=artifact_key(f"summary-{dataset}-{ds}"),

@@ -13,7 +13,12 @@ from reports.artifacts import (
     emit_retrain_request,
     publish_markdown,
 )
-from reports.drift import MISSING, build_drift_report, drift_sample, import_evidently_in_background
+from reports.drift import (
+    MISSING,
+    build_drift_report,
+    drift_sample,
+    import_report_libraries_in_background,
+)
 from reports.fairness import (
     Disparity,
     FairnessPolicy,
@@ -72,7 +77,7 @@ __all__ = [
     "artifact_key",
     "build_drift_report",
     "drift_sample",
-    "import_evidently_in_background",
+    "import_report_libraries_in_background",
     "decide",
     "drift_metric_rows",
     "emit_breach_event",

@@ -41,11 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from itertools import combinations
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame
+
+if TYPE_CHECKING:
+    from fairlearn.metrics import MetricFrame
 
 MISSING_GROUP = "(missing)"
 """The group value of rows whose protected attribute is null."""
@@ -535,6 +537,8 @@ _WARNING_FILTERS = threading.Lock()
 def _metric_frame(
     counts: np.ndarray, index: np.ndarray, metrics: dict[str, Any], *, labelled: bool
 ) -> MetricFrame:
+    from fairlearn.metrics import MetricFrame  # with scikit-learn: seconds to import
+
     table = _cells(counts, index, labelled=labelled)
     weights = {"sample_weight": table["weight"].to_numpy()}
     # the warning filters are the process's: one thread at a time may swap them

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from reports.fairness import (
     DEMOGRAPHIC_PARITY_DIFFERENCE,
@@ -122,6 +121,8 @@ def quality_of(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     probabilities `scores` against 0/1 `labels`; {} without labels."""
     if len(labels) == 0:
         return {}
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score  # seconds to import
+
     p = np.clip(scores, 0.0, 1.0)
     quality = {}
     if len(np.unique(labels)) == 2:

@@ -6,7 +6,6 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from reports.policy import Decision
 from reports.result import DriftResult
@@ -71,6 +70,8 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC of `scores` for `labels` (1 positive, 0 negative, both present): the
     Mann–Whitney statistic of the scores' midranks, tied scores counting half, as
     scikit-learn's `roc_auc_score` (which checks its input for a second a million rows)."""
+    from scipy.stats import rankdata  # a second to import: not in every process that reports
+
     positive = labels == 1
     positives = int(positive.sum())
     negatives = len(labels) - positives

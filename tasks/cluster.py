@@ -128,22 +128,22 @@ def report_task_runner(address: str | None) -> TaskRunner:
     return DaskTaskRunner(address=address) if address else ThreadPoolTaskRunner()
 
 
-class ImportEvidentlyOnStart(WorkerPlugin):
-    """Each worker imports Evidently on a thread as it starts (about 9 s of Python), so
-    that the monitor's drift report, built on a worker, does not wait for it."""
+class ImportReportLibrariesOnStart(WorkerPlugin):
+    """Each worker imports Evidently and fairlearn on a thread as it starts (about 11 s of
+    Python), so that the monitor's tasks, run on workers, do not wait for them."""
 
-    name = "tidewater-import-evidently"
+    name = "tidewater-import-report-libraries"
 
     def setup(self, worker) -> None:
-        from reports.drift import import_evidently_in_background
+        from reports.drift import import_report_libraries_in_background
 
-        import_evidently_in_background()
+        import_report_libraries_in_background()
 
 
 @contextmanager
 def local_cluster(spec: ClusterSpec) -> Iterator[str]:
-    """A local cluster that outlives many flow runs, its workers importing Evidently as
-    they start; yields its scheduler address."""
+    """A local cluster that outlives many flow runs, its workers importing the report
+    libraries as they start; yields its scheduler address."""
     import importlib
 
     from distributed import Client
@@ -152,7 +152,7 @@ def local_cluster(spec: ClusterSpec) -> Iterator[str]:
     module, name = cluster_class.rsplit(".", 1)
     cluster = getattr(importlib.import_module(module), name)(**kwargs)
     with Client(cluster) as client:
-        client.register_plugin(ImportEvidentlyOnStart())
+        client.register_plugin(ImportReportLibrariesOnStart())
     try:
         yield cluster.scheduler_address
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
-from datasets import Dataset, FeatureRoles, row_id_numbers
+from datasets import Dataset, FeatureRoles, labels_of, row_id_numbers
 from reports import (
     Decision,
     DriftPolicy,
@@ -22,6 +22,7 @@ from reports import (
     build_drift_report,
     decide,
     drift_sample,
+    quality_metric_rows,
     render_html,
     render_json,
 )
@@ -40,7 +41,6 @@ from tasks.lake import Lake
 from tasks.profiles import load_day_histograms
 from tasks.registry import ModelRegistry
 from tasks.storage import LOCAL, Store
-from tasks.training import labels_of
 from tasks.validation import column_kind
 
 METRICS_SCHEMA = pa.schema(
@@ -62,66 +62,85 @@ METRICS_SCHEMA = pa.schema(
 SCORED_BATCH_ROWS = 1 << 18
 
 
-@dataclass(frozen=True)
-class ScoredDay:
-    """A scored day as the monitor reads it, a batch of silver at a time: per scored row
-    (in silver's order) only what fairness and quality read, and a sample of whole rows
-    for Evidently's report (a day of 10M rows whole took 5 GB)."""
-
-    rows: pd.DataFrame
-    """The protected attributes (derived ones added), `score` and `label`: 1.0 / 0.0
-    where the label is known (from the labels feed, else as landed), NaN where it is not
-    yet; `_row_id` only when asked for."""
-    sample: pd.DataFrame
-    """At most `sample_rows` scored rows with every column but free text, `score` and
-    `label`: those of the smallest row ids, a uniform sample (ids are hashes) that does not
-    depend on the files' order or batches."""
-
-
-@step(retries=2)
 def load_scored_day(
-    lake: Lake,
-    dataset: Dataset,
-    ds: str,
-    model_version: str,
-    *,
-    row_ids: bool = False,
-    sample_rows: int = 0,
-) -> ScoredDay:
-    """The day's scored silver rows as `ScoredDay` (text as categories, whatever the
-    files' dictionaries), read `SCORED_BATCH_ROWS` at a time."""
+    lake: Lake, dataset: Dataset, ds: str, model_version: str, *, row_ids: bool = False
+) -> pd.DataFrame:
+    """Per scored silver row of the day (in silver's order), only what fairness and quality
+    read: the protected attributes (derived ones added, text as categories whatever the
+    files' dictionaries), `score`, and `label`: 1.0 / 0.0 where the label is known (from
+    the labels feed, else as landed), NaN where it is not yet; `_row_id` only when asked
+    for. Read `SCORED_BATCH_ROWS` at a time (a day of 10M rows whole took 5 GB)."""
     needed = list(_needed(dataset))
-    text = [
-        name
-        for name in needed
-        if name in dataset.columns and column_kind(dataset, name) == "string"
-    ]
     kept = [*dataset.roles.protected, "score", "label", *(["_row_id"] if row_ids else [])]
-    scores = _ScoresById(
-        lake.read(
-            "predictions",
-            dataset.name,
-            where={"ds": ds, "model_version": model_version},
-            columns=["_row_id", "score"],
-        )
-    )
+    scores = _ScoresById(_predictions(lake, dataset, ds, model_version))
     labels, _ = known_labels(lake, dataset)
-    rows, sample = [], _SmallestKeys(sample_rows)
-    silver = lake.read_batches(
-        "silver", dataset.name, {"ds": ds}, SCORED_BATCH_ROWS, dictionaries=text, columns=needed
-    )
-    for batch in silver:
-        score, scored, keys = scores.of(batch.column("_row_id"))
+    rows = []
+    for batch in _silver_batches(lake, dataset, ds, needed):
+        score, scored = scores.of(batch.column("_row_id"))
         frame = batch.filter(pa.array(scored)).append_column("score", pa.array(score))
         frame = frame.to_pandas()
         frame, _ = attach_labels(frame, labels, dataset)
         known = frame[dataset.roles.target].notna().to_numpy()
         frame["label"] = np.where(known, labels_of(frame, dataset.roles), np.nan)
-        frame = dataset.derive_protected(frame)
-        rows.append(frame[kept])
-        sample.offer(frame, keys)
-    sampled = sample.rows([*needed, "score", "label"]).drop(columns="_row_id")
-    return ScoredDay(_concatenated(rows, kept), sampled)
+        rows.append(dataset.derive_protected(frame)[kept])
+    return _concatenated(rows, kept)
+
+
+def scored_sample(
+    lake: Lake, dataset: Dataset, ds: str, model_version: str, rows: int
+) -> pd.DataFrame:
+    """The features and `score` of at most `rows` scored rows of the day: those of the
+    smallest row ids, in that order. Ids are hashes, so this is a uniform sample, the same
+    whatever the files' order or batches."""
+    predictions = _predictions(lake, dataset, ds, model_version)
+    if predictions.num_rows > rows:
+        keys = _sampling_keys(predictions.column("_row_id"))
+        predictions = predictions.take(np.argpartition(keys, rows - 1)[:rows])
+    sampled = _ScoresById(predictions)
+    columns = ["_row_id", *dataset.roles.features]
+    frames = []
+    for batch in _silver_batches(lake, dataset, ds, columns):
+        score, scored = sampled.of(batch.column("_row_id"))
+        frames.append(batch.filter(pa.array(scored)).append_column("score", pa.array(score)))
+    sample = _concatenated([frame.to_pandas() for frame in frames], [*columns, "score"])
+    order = np.argsort(_sampling_keys(pa.array(sample["_row_id"], pa.string())))
+    return sample.iloc[order].drop(columns="_row_id").reset_index(drop=True)
+
+
+def _sampling_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit key per row id: the number it spells, else (ids of another shape) a hash of
+    its text."""
+    numbers = row_id_numbers(ids)
+    if numbers is not None:
+        return numbers
+    return pd.util.hash_array(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object))
+
+
+def _predictions(lake: Lake, dataset: Dataset, ds: str, model_version: str) -> pa.Table:
+    """The ids and scores of the day's predictions by `model_version` (none before the
+    dataset's first scoring)."""
+    where = {"ds": ds, "model_version": model_version}
+    found = lake.read("predictions", dataset.name, where=where, columns=["_row_id", "score"])
+    return found if found.num_columns else NO_PREDICTIONS
+
+
+NO_PREDICTIONS = pa.table(
+    {"_row_id": pa.array([], pa.string()), "score": pa.array([], pa.float64())}
+)
+
+
+def _silver_batches(
+    lake: Lake, dataset: Dataset, ds: str, columns: list[str]
+) -> Iterator[pa.Table]:
+    """The day's silver `columns`, `SCORED_BATCH_ROWS` at a time, text as dictionaries."""
+    text = [
+        name
+        for name in columns
+        if name in dataset.columns and column_kind(dataset, name) == "string"
+    ]
+    return lake.read_batches(
+        "silver", dataset.name, {"ds": ds}, SCORED_BATCH_ROWS, dictionaries=text, columns=columns
+    )
 
 
 class _ScoresById:
@@ -138,23 +157,21 @@ class _ScoresById:
             order = np.argsort(self.numbers)
             self.numbers, self.scores = self.numbers[order], self.scores[order]
 
-    def of(self, ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Of `ids`: the scores of the scored ones, which are scored, and the scored ones'
-        sampling keys (the ids' numbers, else a hash of their text)."""
+    def of(self, ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """Of `ids`: the scores of the scored ones, and which are scored."""
         if self.numbers is None:
             position = pc.index_in(ids, self.ids).to_numpy(zero_copy_only=False)
             scored = ~np.isnan(position)
-            keys = pd.util.hash_array(ids.to_numpy(zero_copy_only=False)[scored])
-            return self.scores[position[scored].astype(np.int64)], scored, keys
+            return self.scores[position[scored].astype(np.int64)], scored
         numbers, spelled = _spelled_numbers(ids)
         if len(self.numbers) == 0:
-            return self.scores, np.zeros(len(numbers), dtype=bool), numbers[:0]
+            return self.scores, np.zeros(len(numbers), dtype=bool)
         order = np.argsort(numbers)  # sorted needles: numpy's search narrows from the last
         position = np.empty(len(numbers), dtype=np.int64)
         position[order] = np.searchsorted(self.numbers, numbers[order])
         position = np.minimum(position, len(self.numbers) - 1)
         scored = (self.numbers[position] == numbers) & spelled
-        return self.scores[position[scored]], scored, numbers[scored]
+        return self.scores[position[scored]], scored
 
 
 def _spelled_numbers(ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,43 +184,6 @@ def _spelled_numbers(ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     numbers = np.zeros(len(ids), dtype=np.uint64)
     numbers[spelled.to_numpy(zero_copy_only=False)] = row_id_numbers(ids.filter(spelled))
     return numbers, spelled.to_numpy(zero_copy_only=False)
-
-
-class _SmallestKeys:
-    """The rows of the `size` smallest keys of every row offered, holding at most about
-    twice `size` rows at any time."""
-
-    def __init__(self, size: int):
-        self.size, self.frames, self.keys = size, [], []
-        self.bound = None  # the largest key kept: a larger one offered can never be kept
-
-    def offer(self, frame: pd.DataFrame, keys: np.ndarray) -> None:
-        if self.size == 0:
-            return
-        if self.bound is not None:
-            below = keys < self.bound
-            frame, keys = frame[below], keys[below]
-        self.frames.append(frame)
-        self.keys.append(keys)
-        if sum(map(len, self.keys)) > 2 * self.size:
-            self._keep_smallest()
-
-    def rows(self, columns: list[str]) -> pd.DataFrame:
-        """The rows kept, by key."""
-        self._keep_smallest()
-        if not self.frames:
-            return pd.DataFrame(columns=columns)
-        return self.frames[0].iloc[np.argsort(self.keys[0])].reset_index(drop=True)
-
-    def _keep_smallest(self) -> None:
-        if not self.frames:
-            return
-        frame, keys = _concatenated(self.frames, []), np.concatenate(self.keys)
-        if len(keys) > self.size:
-            pick = np.argpartition(keys, self.size - 1)[: self.size]
-            frame, keys = frame.iloc[pick], keys[pick]
-            self.bound = keys.max()
-        self.frames, self.keys = [frame], [keys]
 
 
 def _concatenated(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -242,14 +222,33 @@ class SampleDrift:
 
 
 def drift_inputs(frame: pd.DataFrame, roles: FeatureRoles, max_rows: int) -> pd.DataFrame:
-    """The columns and rows of `frame` that `report_sample_drift` reads: what is sent to the
-    worker that builds the report."""
+    """The columns and rows of `frame` that `sample_drift` reads: the features and score."""
     columns = list(dict.fromkeys([*roles.numeric, *roles.categorical, "score"]))
     return drift_sample(frame[[c for c in columns if c in frame.columns]], max_rows)
 
 
-@step
-def report_sample_drift(
+@step(retries=2)
+def report_day_drift(
+    lake: Lake,
+    dataset: Dataset,
+    ds: str,
+    model_version: str,
+    reference: pd.DataFrame,
+    policy: DriftPolicy,
+    max_rows: int,
+) -> SampleDrift | None:
+    """`sample_drift` of the day's `scored_sample` of `max_rows` rows from `reference`
+    (None for a day without a scored row). The
+    pipeline runs it on a Dask worker while the monitor reads the day: the sample, Evidently's
+    import (about 9 s of Python) and its report then cost the run's process nothing, and a
+    served cluster's workers import Evidently once."""
+    current = scored_sample(lake, dataset, ds, model_version, max_rows)
+    if current.empty:
+        return None
+    return sample_drift(reference, current, dataset.roles, policy, max_rows)
+
+
+def sample_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     roles: FeatureRoles,
@@ -257,9 +256,7 @@ def report_sample_drift(
     max_rows: int,
 ) -> SampleDrift:
     """Evidently drift of the features and score on at most `max_rows` rows of each side,
-    the policy's verdict, and the rendered report. The pipeline runs it on a Dask worker:
-    Evidently's import (about 9 s of Python) and report then cost the run's process
-    nothing, and a served cluster's workers import it once."""
+    the policy's verdict, and the rendered report."""
     result = build_drift_report(
         reference,
         current,
@@ -311,7 +308,39 @@ class BiasAssessment:
         return tuple(lines)
 
 
-@step
+@dataclass(frozen=True)
+class DayMeasures:
+    """What the monitor measures on every scored row of a day."""
+
+    rows: int
+    quality: list[dict[str, Any]]
+    """`quality:*` metrics rows (none where no label is known yet)."""
+    bias: BiasAssessment | None
+
+
+@step(retries=2)
+def measure_day(
+    lake: Lake,
+    dataset: Dataset,
+    ds: str,
+    model_version: str,
+    reference: pd.DataFrame,
+    fairness: FairnessPolicy,
+) -> DayMeasures:
+    """Quality and fairness (`assess_bias`, against the model's `reference`) of every
+    scored row of the day (`load_scored_day`). The pipeline runs it on a Dask worker, beside
+    the drift report: the day's rows, scikit-learn and fairlearn then cost the run's process
+    nothing, and a served cluster's workers keep the reference's fairness from day to day."""
+    current = load_scored_day(lake, dataset, ds, model_version)
+    if current.empty:
+        return DayMeasures(0, [], None)
+    quality = quality_metric_rows(
+        dataset.name, ds, model_version, current["label"].to_numpy(), current["score"].to_numpy()
+    )
+    bias = assess_bias(current, reference, dataset, fairness)
+    return DayMeasures(len(current), quality, bias)
+
+
 def assess_bias(
     day: pd.DataFrame, reference: pd.DataFrame, dataset: Dataset, policy: FairnessPolicy
 ) -> BiasAssessment | None:

@@ -15,6 +15,7 @@ lazily: it costs seconds to import and scoring workers never need it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -181,6 +182,19 @@ class ModelRegistry:
     @property
     def client(self):
         return _client_for(self.tracking_uri)
+
+    def open_in_background(self) -> threading.Thread:
+        """Open the tracking store on a daemon thread: importing MLflow and opening its
+        store take seconds of Python, which a pipeline spends while its day is ingested (in
+        Arrow's and delta-rs' threads, mostly). A failure here is the next use's to raise."""
+
+        def open_store() -> None:
+            with contextlib.suppress(Exception):
+                _client_for(self.tracking_uri)
+
+        thread = threading.Thread(target=open_store, name="open-registry", daemon=True)
+        thread.start()
+        return thread
 
     def model_name(self, dataset: str) -> str:
         return f"{PREFIX}-{dataset}"

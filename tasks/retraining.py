@@ -7,14 +7,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
-from datasets import Dataset
+from datasets import Dataset, labels_of
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix
 from tasks.lake import Lake
 from tasks.ledger import read_ledger, succeeded_days
-from tasks.training import labels_of
 
 HOLDOUT_FRACTION = 0.2
 
@@ -46,6 +44,8 @@ def newest_holdout(frame: pd.DataFrame, target: str, fraction: float = HOLDOUT_F
 
 def predict(model_json: bytes, spec: FeatureSpec, frame: pd.DataFrame) -> np.ndarray:
     """XGBoost's own probabilities for `frame`, from the model's JSON bytes (never pickle)."""
+    import xgboost as xgb  # with scikit-learn, seconds to import: not for every monitor
+
     booster = xgb.Booster()
     booster.load_model(bytearray(model_json))
     matrix = xgb.DMatrix(feature_matrix(frame, spec), feature_names=list(spec.names))

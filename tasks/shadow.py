@@ -20,7 +20,7 @@ def load_shadow_day(
 ) -> pd.DataFrame:
     """The day's rows with `champion_score` and `challenger_score` (the same rows, from one
     scoring pass), `label` where known and the protected attributes."""
-    frame = load_scored_day(lake, dataset, ds, champion, row_ids=True).rows
+    frame = load_scored_day(lake, dataset, ds, champion, row_ids=True)
     frame = frame.rename(columns={"score": "champion_score"})
     challenger_scores = lake.read(
         "predictions",

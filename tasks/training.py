@@ -1,23 +1,28 @@
-"""Training an XGBoost classifier on typed silver rows, with a holdout evaluation."""
+"""Training an XGBoost classifier on typed silver rows, with a holdout evaluation.
+
+XGBoost and scikit-learn (about 2 s to import) are imported where a model is trained or
+judged: the daily pipeline imports this module for the day it must train, not every day."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import xgboost as xgb
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-from datasets import FeatureRoles
+from datasets import FeatureRoles, labels_of
 from reports.profile import ReferenceProfile
 from tasks import step
 from tasks.features import FeatureSpec, feature_matrix, learn_feature_spec
 from tasks.lake import Lake
 from tasks.profiles import build_profile
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 from tasks.registry import ModelCard, ModelRegistry
 
 DEFAULT_PARAMS = {
@@ -52,24 +57,6 @@ class ModelRefused(ValueError):
     """A trained model failed a sanity gate and is not registered."""
 
 
-def labels_of(frame: pd.DataFrame, roles: FeatureRoles) -> np.ndarray:
-    """1 where the target is the positive label, compared by value whatever the target's
-    type (an integer target 1 matches `positive_label="1"`), else 0."""
-    target, label = frame[roles.target], str(roles.positive_label).strip()
-    if pd.api.types.is_numeric_dtype(target):
-        positive = pd.to_numeric(pd.Series([roles.positive_label]), errors="coerce").iloc[0]
-        matches = target == positive
-    elif isinstance(target.dtype, pd.CategoricalDtype):  # compared once per category
-        positive = target.cat.categories.astype("string").str.strip() == label
-        # a null's code -1 picks the False appended (also where no value is known at all)
-        return np.append(np.asarray(positive, dtype=bool), False)[target.cat.codes].astype(
-            np.float32
-        )
-    else:
-        matches = target.astype("string").str.strip() == label
-    return matches.fillna(False).to_numpy(dtype=np.float32)
-
-
 def text_like_columns(frame: pd.DataFrame, roles: FeatureRoles) -> list[str]:
     """Categorical features whose values are nearly all distinct: free text or ids, which
     no model generalises over and every drift test flags; they belong in `roles.text` or
@@ -89,6 +76,8 @@ def check_model_sanity(y: np.ndarray, holdout_scores: np.ndarray, min_auc: float
         raise ModelRefused(f"the holdout has one class only ({len(y)} rows): no AUC to judge")
     if float(np.ptp(holdout_scores)) < 1e-6:
         raise ModelRefused("the model scores every holdout row the same")
+    from sklearn.metrics import roc_auc_score
+
     auc = float(roc_auc_score(y, holdout_scores))
     if auc < min_auc:
         raise ModelRefused(f"holdout AUC {auc:.3f} is below the floor {min_auc:.3f}")
@@ -133,6 +122,8 @@ def train_classifier(
         holdout = np.asarray(holdout, dtype=bool)[has_label]
     params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
     booster = _boost(params, X[~holdout], y[~holdout], list(spec.names), rounds, dask_address)
+    import xgboost as xgb
+
     scores = booster.predict(xgb.DMatrix(X, feature_names=list(spec.names)))
     metrics = _holdout_metrics(y[holdout], scores[holdout])
     protected = [c for c in roles.protected if c in labelled.columns and c not in spec.names]
@@ -156,6 +147,8 @@ def train_classifier(
 def _boost(
     params: dict, X: np.ndarray, y: np.ndarray, names: list[str], rounds: int, dask_address
 ) -> xgb.Booster:
+    import xgboost as xgb
+
     if dask_address is None:
         train = xgb.DMatrix(X, label=y, feature_names=names)
         return xgb.train(params, train, num_boost_round=rounds)
@@ -178,6 +171,8 @@ def _boost(
 def _holdout_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     if len(y) == 0 or len(np.unique(y)) < 2:
         return {"holdout_rows": float(len(y))}
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
     return {
         "auc": float(roc_auc_score(y, scores)),
         "accuracy": float(accuracy_score(y, scores >= 0.5)),

@@ -14,7 +14,7 @@ from datasets import adult, get_dataset
 from reports import DriftPolicy, Verdict, decide
 from reports.profile import profile_drift
 from tasks.features import feature_matrix
-from tasks.monitoring import report_sample_drift
+from tasks.monitoring import sample_drift
 from tasks.profiles import HistogramPass
 from tasks.training import train_classifier
 
@@ -52,7 +52,7 @@ def test_clean_held_out_days_raise_no_drift_alarm_over_20_seeds(model_and_unseen
         day = unseen.sample(3_000, random_state=seed)
         full = full_data(trained, day)
         _, scores = scored(trained, day)
-        sample = report_sample_drift.fn(
+        sample = sample_drift(
             trained.reference,
             day[features].assign(score=scores),
             ADULT.roles,

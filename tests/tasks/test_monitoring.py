@@ -1,6 +1,6 @@
 """The monitor's view of a scored day, read a batch at a time: every silver row with its
 score and label, text as categories (a day of 10M rows as Python strings took 5 GB) whatever
-the files' dictionaries, and a sample of whole rows for Evidently's report."""
+the files' dictionaries; and the sample of features Evidently's report reads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from datasets import adult, get_dataset, row_id
 from datasets.landing_writer import encode_landing_file
-from tasks.monitoring import load_scored_day
+from tasks.monitoring import load_scored_day, scored_sample
 
 DS = "2024-01-01"
 
@@ -19,7 +19,7 @@ def landed_csv(race: str, seed: int) -> str:
     return encode_landing_file(frame.assign(race=race), "csv").decode()
 
 
-def test_a_day_of_files_with_different_categories_is_read_with_scores_labels_and_a_sample(
+def test_a_day_of_files_with_different_categories_is_read_with_scores_labels_and_sampled(
     validated_day,
 ):
     spec = get_dataset("adult")
@@ -34,9 +34,9 @@ def test_a_day_of_files_with_different_categories_is_read_with_scores_labels_and
     lake.replace_slice("predictions", "adult", predictions, {"ds": DS, "model_version": "v1"},
                        run_id="s")  # fmt: skip
 
-    day = load_scored_day.fn(lake, spec, DS, "v1").rows  # in silver's order, as `ids`
+    day = load_scored_day(lake, spec, DS, "v1")  # in silver's order, as `ids`
     assert "_row_id" not in day.columns  # 0.8 GB of str at 10M rows, read by nothing after
-    assert load_scored_day.fn(lake, spec, DS, "v1", row_ids=True).rows["_row_id"].tolist() == ids
+    assert load_scored_day(lake, spec, DS, "v1", row_ids=True)["_row_id"].tolist() == ids
     assert len(day) == landed == 80
     assert day["score"].tolist() == scores
     assert day["race"].dtype == "category" and set(day["race"]) == {"White", "Black"}
@@ -44,13 +44,13 @@ def test_a_day_of_files_with_different_categories_is_read_with_scores_labels_and
     assert day["label"].tolist() == [float(income == ">50K") for income in incomes]
     assert day["age_band"].notna().all()
 
-    sample = load_scored_day.fn(lake, spec, DS, "v1", sample_rows=30).sample
+    sample = scored_sample(lake, spec, DS, "v1", rows=30)
     smallest = sorted(ids, key=lambda row: int(row, 16))[:30]  # ids are hashes: uniform
     score_of = dict(zip(ids, scores, strict=True))
     assert sample["score"].tolist() == [score_of[row] for row in smallest]
-    assert {*spec.roles.numeric, *spec.roles.categorical, "label"} <= set(sample.columns)
+    assert list(sample.columns) == [*spec.roles.features, "score"]
     assert sample["race"].dtype == "category" and len(sample) == 30
-    whole = load_scored_day.fn(lake, spec, DS, "v1", sample_rows=1_000).sample
+    whole = scored_sample(lake, spec, DS, "v1", rows=1_000)
     assert len(whole) == 80 and sorted(whole["score"]) == scores
 
 
@@ -65,7 +65,24 @@ def test_scores_are_found_by_id_whatever_the_shape_of_the_ids():
     ]:
         scores = _ScoresById(pa.table({"_row_id": pa.array(predicted, pa.string()),
                                        "score": [0.1, 0.2, 0.3][: len(predicted)]}))  # fmt: skip
-        found, scored, keys = scores.of(pa.chunked_array([pa.array(asked, pa.string())]))
+        found, scored = scores.of(pa.chunked_array([pa.array(asked, pa.string())]))
         expected = [predicted.index(i) for i in asked if i in predicted]
         assert scored.tolist() == [i in predicted for i in asked]
-        assert found.tolist() == [[0.1, 0.2, 0.3][i] for i in expected] and len(keys) == len(found)
+        assert found.tolist() == [[0.1, 0.2, 0.3][i] for i in expected]
+
+
+def test_the_sample_of_a_day_without_a_scored_row_is_empty(validated_day):
+    lake, _ = validated_day([("a.csv", landed_csv("White", 1))], DS)
+    sample = scored_sample(lake, get_dataset("adult"), DS, "v1", rows=30)
+    assert sample.empty
+
+
+def test_ids_of_another_shape_are_sampled_by_a_hash_of_their_text():
+    from tasks.monitoring import _sampling_keys
+
+    spelled = [row_id("adult", DS, "a.csv", line) for line in (2, 3)]
+    assert _sampling_keys(pa.array(spelled)).tolist() == [int(i, 16) for i in spelled]
+    named = [*spelled, "by hand"]
+    hashed = _sampling_keys(pa.array(named)).tolist()
+    assert len(set(hashed)) == 3
+    assert _sampling_keys(pa.chunked_array([pa.array(named)])).tolist() == hashed

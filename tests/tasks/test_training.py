@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datasets import FeatureRoles, get_dataset
+from datasets import FeatureRoles, get_dataset, labels_of
 from tasks.training import (
     ModelRefused,
     check_model_sanity,
-    labels_of,
     text_like_columns,
     train_classifier,
 )
