@@ -116,17 +116,17 @@ def _sampling_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return pd.util.hash_array(np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object))
 
 
+NO_PREDICTIONS = pa.table(
+    {"_row_id": pa.array([], pa.string()), "score": pa.array([], pa.float64())}
+)
+
+
 def _predictions(lake: Lake, dataset: Dataset, ds: str, model_version: str) -> pa.Table:
     """The ids and scores of the day's predictions by `model_version` (none before the
     dataset's first scoring)."""
     where = {"ds": ds, "model_version": model_version}
     found = lake.read("predictions", dataset.name, where=where, columns=["_row_id", "score"])
     return found if found.num_columns else NO_PREDICTIONS
-
-
-NO_PREDICTIONS = pa.table(
-    {"_row_id": pa.array([], pa.string()), "score": pa.array([], pa.float64())}
-)
 
 
 def _silver_batches(
@@ -238,10 +238,9 @@ def report_day_drift(
     max_rows: int,
 ) -> SampleDrift | None:
     """`sample_drift` of the day's `scored_sample` of `max_rows` rows from `reference`
-    (None for a day without a scored row). The
-    pipeline runs it on a Dask worker while the monitor reads the day: the sample, Evidently's
-    import (about 9 s of Python) and its report then cost the run's process nothing, and a
-    served cluster's workers import Evidently once."""
+    (None for a day without a scored row). The pipeline runs it on a Dask worker, beside
+    `measure_day`: the sample, Evidently's import (about 9 s of Python) and its report then
+    cost the run's process nothing, and a served cluster's workers import Evidently once."""
     current = scored_sample(lake, dataset, ds, model_version, max_rows)
     if current.empty:
         return None
@@ -314,7 +313,7 @@ class DayMeasures:
 
     rows: int
     quality: list[dict[str, Any]]
-    """`quality:*` metrics rows (none where no label is known yet)."""
+    """`quality:*` metrics rows (`quality:labelled_rows` alone while no label is known)."""
     bias: BiasAssessment | None
 
 
