@@ -183,11 +183,16 @@ class ModelRegistry:
     def client(self):
         return _client_for(self.tracking_uri)
 
-    def open_in_background(self) -> threading.Thread:
+    def open_in_background(self) -> threading.Thread | None:
         """Open the tracking store on a daemon thread: importing MLflow and opening its
         store take 4–6 s of Python, which a pipeline overlaps with ingesting its day. Ingest
         loses the GIL for part of it, but the lookup before scoring no longer waits (about
-        2 s of a 37 s run). A failure here is the next use's to raise."""
+        2 s of a 37 s run). A failure here is the next use's to raise. A SQLite store not
+        created yet is left to its first use (None): MLflow creates its tables in many
+        steps, and a run failing meanwhile, a full disk say, would leave them half made."""
+        database = self.tracking_uri.removeprefix("sqlite:///")
+        if database != self.tracking_uri and not Path(database).exists():
+            return None
 
         def open_store() -> None:
             with contextlib.suppress(Exception):

@@ -178,3 +178,18 @@ def test_workers_need_only_the_model_ref(registry):
     assert not hasattr(ref, "registry") and "mlflow.db" not in repr(ref)
     card, forest = cached_forest(ref)
     assert card.version == "v1" and forest is not None
+
+
+def test_an_existing_store_opens_in_the_background_a_new_one_is_left_to_its_first_use(
+    registry, tmp_path
+):
+    from tasks.registry import _CLIENTS
+
+    opening = registry.open_in_background()
+    assert opening is not None
+    opening.join(timeout=60)
+    assert registry.tracking_uri in _CLIENTS  # the first lookup finds it open
+
+    fresh = tmp_path / "fresh" / "mlflow.db"
+    assert ModelRegistry(f"sqlite:///{fresh}", str(tmp_path / "m")).open_in_background() is None
+    assert not fresh.exists()  # MLflow creates its tables where a run uses it, not meanwhile
