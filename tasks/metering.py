@@ -36,12 +36,13 @@ class StageMeter:
 
     def start(self) -> StageMeter:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
-        with _LOCK:
-            if _high_water_mark() is not None and _reset_high_water_mark():
-                _OPEN.append(self)
-                self._peak = psutil.Process().memory_info().rss
-                return self
         self._peak = psutil.Process().memory_info().rss
+        with _LOCK:
+            marked = _take_mark() is not None and _reset_high_water_mark()
+            if marked:
+                _OPEN.append(self)
+        if marked:
+            return self
         self._sampler = threading.Thread(target=self._sample, name="stage-meter", daemon=True)
         self._sampler.start()
         return self
@@ -82,10 +83,13 @@ def _high_water_mark() -> int | None:
     return int(status.split("VmHWM:")[1].split()[0]) * 1024 if "VmHWM:" in status else None
 
 
-def _take_mark() -> int:
-    """Hand the mark so far to every open stage and to the process's peak."""
+def _take_mark() -> int | None:
+    """Hand the mark so far to every open stage and to the process's peak (None: no mark
+    to read)."""
     global _before_last_reset
-    mark = _high_water_mark() or 0
+    mark = _high_water_mark()
+    if mark is None:
+        return None
     for meter in _OPEN:
         meter._peak = max(meter._peak, mark)
     _before_last_reset = max(_before_last_reset, mark)
@@ -93,7 +97,6 @@ def _take_mark() -> int:
 
 
 def _reset_high_water_mark() -> bool:
-    _take_mark()
     try:
         CLEAR_REFS.write_text("5")
     except OSError:
